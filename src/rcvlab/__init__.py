@@ -1,3 +1,30 @@
-"""rcvlab: where inside a pretrained CNN is a continuous concept linearly encoded?"""
+"""rcvlab: where inside a pretrained CNN is a continuous concept linearly encoded?
+
+Layer-wise Regression Concept Vectors (linear probes of pooled features) with held-out R²,
+random-weights and shuffled-measure baselines.
+"""
 
 __version__ = "0.1.0"
+
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError, WeightsError  # noqa: E402
+from rcvlab.features import FeatureSet, extract_features, layer_dims  # noqa: E402
+from rcvlab.models import Model, available_models, load_model  # noqa: E402
+from rcvlab.probe.profile import probe_layers  # noqa: E402
+from rcvlab.probe.result import LayerScore, ProfileResult  # noqa: E402
+
+__all__ = [
+    "DataError",
+    "FeatureSet",
+    "LayerScore",
+    "Model",
+    "ProfileResult",
+    "RcvlabError",
+    "UnknownNameError",
+    "WeightsError",
+    "__version__",
+    "available_models",
+    "extract_features",
+    "layer_dims",
+    "load_model",
+    "probe_layers",
+]

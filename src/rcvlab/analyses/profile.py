@@ -1,0 +1,117 @@
+"""The layer-wise concept profile of a network (paper 000 §4.3): features, RCVs, baselines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch.nn as nn
+
+from rcvlab import __version__
+from rcvlab.data.base import ImageSet
+from rcvlab.errors import RcvlabError
+from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
+from rcvlab.models.registry import Model, load_model
+from rcvlab.probe.profile import probe_layers
+from rcvlab.probe.result import ProfileResult
+
+BASELINES = ("random", "shuffled")
+
+
+def layer_profile(
+    model: str | Model | nn.Module,
+    data: ImageSet,
+    *,
+    weights: str = "imagenet",
+    measure: str = "scale_ratio",
+    layers: Sequence[str] | str | None = None,
+    baselines: Sequence[str] = BASELINES,
+    regressor: str = "ols",
+    alpha: float | None = None,
+    reps: int = 10,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    per_class: bool = True,
+    batch_size: int = 32,
+    pooling: str = "gap",
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    strict: bool = False,
+    progress: bool = False,
+    command: str = "",
+) -> ProfileResult:
+    """Profile how linearly ``measure`` is encoded in every layer of ``model``.
+
+    Extracts pooled features of the model (and of its random-weights twin, seeded with
+    ``seed``), then fits RCVs on repeated train/test splits per object class and pools the
+    test R² over classes and repetitions (:func:`rcvlab.probe.probe_layers`).
+
+    Parameters
+    ----------
+    model : str, Model or torch.nn.Module
+        A registry name (loaded with ``weights`` and ``seed``) or a loaded model.
+    data : ImageSet
+        Images with the measure (``rcvlab.data.open_data``).
+    baselines : sequence of {"random", "shuffled"}
+        Which baselines to run in the same call.
+    per_class : bool
+        Probe each object class separately and average (as the papers do), when the data
+        has classes.
+
+    Other parameters are those of :func:`rcvlab.features.extract_features` and
+    :func:`rcvlab.probe.probe_layers`.
+
+    Returns
+    -------
+    ProfileResult
+        With ``data`` holding the source, counts and the list of skipped images.
+    """
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise RcvlabError(f"Unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}.")
+    if isinstance(model, str):
+        model = load_model(model, weights, seed=seed)
+    elif not isinstance(model, Model):
+        raise RcvlabError("Pass a model name or a Model from rcvlab.load_model (or use "
+                          "rcvlab.load_model(module, input_size=..., layers=[...]) first).")  # fmt: skip
+    data = as_image_set(data)
+    y = data.measure(measure)
+    kw = dict(layers=layers, batch_size=batch_size, pooling=pooling, cache_dir=cache_dir,
+              device=device, strict=strict, progress=progress)  # fmt: skip
+    feats = extract_features(model, data, **kw)
+    random_feats = None
+    if "random" in baselines:
+        random_feats = extract_features(model.twin("random", seed), data, **kw)
+    classes = data.classes if per_class else None
+    res = probe_layers(
+        dict(feats), y, reps=reps, test_fraction=test_fraction, regressor=regressor, alpha=alpha,
+        seed=seed, classes=classes, shuffled="shuffled" in baselines,
+        random_features=None if random_feats is None else dict(random_feats),
+    )  # fmt: skip
+    skipped = skipped_items(data, feats)
+    info = {
+        **res.data,
+        "source": data.source,
+        "fingerprint": data.fingerprint(),
+        "n_images": int(len(data)),
+        "n_skipped": len(skipped),
+        "classes": sorted(set(data.classes.tolist())) if classes is not None else [],
+        "skipped": [{"path": p, "reason": r} for p, r in skipped],
+    }
+    return res.with_meta(
+        model=model.name, weights=model.weights, measure=measure, data=info,
+        command=command, rcvlab_version=__version__,
+        extra={**res.extra, "weights_id": model.weights_id, "pooling": pooling,
+               "preprocessing": model.preprocessing.key(), "feature_cache_key": feats.key},
+    )  # fmt: skip
+
+
+def skipped_items(data: ImageSet, feats: FeatureSet | None = None) -> list[tuple[str, str]]:
+    """Everything left out: items dropped while indexing plus images that failed to load."""
+    out = [(s.path, s.reason) for s in data.skipped]
+    if feats is not None:
+        out += [(s.path, s.reason) for _, s in sorted(feats.skipped.items())]
+    return out
+
+
+__all__ = ["BASELINES", "layer_profile", "skipped_items"]

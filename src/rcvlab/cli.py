@@ -1,0 +1,180 @@
+"""The ``rcvlab`` command line: thin wrappers around the Python API."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from rcvlab import __version__
+from rcvlab.errors import RcvlabError
+
+DEFAULT_CACHE = "~/.cache/rcvlab/features"
+
+
+def _command_line() -> str:
+    return "rcvlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn rcvlab's own errors into one stderr line (exit 2) and Ctrl-C into a resume hint."""
+
+    @wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except RcvlabError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: features computed so far are cached; rerun the same "
+                       "command to resume.", err=True)  # fmt: skip
+            sys.exit(130)
+
+    return wrapper
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _cache_dir(value: str | None) -> str | None:
+    import os
+
+    if value in ("none", "off", ""):
+        return None
+    return os.path.expanduser(value or os.environ.get("RCVLAB_CACHE", DEFAULT_CACHE))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rcvlab")
+def main() -> None:
+    """rcvlab: where inside a pretrained CNN is a continuous concept linearly encoded?"""
+
+
+@main.command()
+@_friendly
+def models() -> None:
+    """List the models rcvlab knows by name."""
+    from rcvlab.models import available_models
+
+    for name, desc in available_models().items():
+        click.echo(f"{name:20s} {desc}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--input-size", type=int, default=None, help="Square input size (default: the model's).")
+@_friendly
+def layers(model: str, input_size: int | None) -> None:
+    """List MODEL's probe-able layers with their feature dimension."""
+    from rcvlab.features import layer_dims
+    from rcvlab.models import load_model
+
+    m = load_model(model, "random", input_size=input_size)
+    dims = layer_dims(m)
+    click.echo(f"{'layer':14s} {'dim':>6s}  {'module':22s} note")
+    for s in m.layer_specs:
+        kind = "" if s.kind == "output" else f"[{s.kind}] "
+        click.echo(f"{s.name:14s} {dims[s.name]:6d}  {s.module:22s} {kind}{s.note}")
+    click.echo(f"input {m.input_size}x{m.input_size}; any dotted module path of the network is "
+               "accepted as a layer too (its output, pooled).")  # fmt: skip
+
+
+def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--measure", default="scale_ratio", show_default=True,
+                     help="Concept measure (a column of a CSV manifest, or scale_ratio[_sqrt])."),
+        click.option("--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ols",
+                     show_default=True),
+        click.option("--alpha", type=float, default=None,
+                     help="Ridge/Lasso penalty (scikit-learn's convention); ridge without it "
+                     "chooses alpha by leave-one-out on the training split."),
+        click.option("--reps", type=int, default=10, show_default=True,
+                     help="Repeated random splits (25 in paper 000)."),
+        click.option("--test-fraction", type=float, default=0.3, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--batch-size", type=int, default=32, show_default=True),
+        click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)."),
+        click.option("--cache-dir", default=None,
+                     help=f"Feature cache (default $RCVLAB_CACHE or {DEFAULT_CACHE}; 'none' to disable)."),
+        click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder."),
+    ]  # fmt: skip
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@main.command()
+@click.option("--model", required=True, help="Registry name, or timm:NAME (see `rcvlab models`).")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet, random, or a state-dict file.")  # fmt: skip
+@click.option("--data", "data_spec", required=True,
+              help="voc:DIR, imagenet:DIR, csv:FILE or scaleset[:CLASS,...].")  # fmt: skip
+@click.option("--class", "cls", default=None, help="Keep one class (synset or name).")
+@click.option("--layers", "layer_names", default="all", show_default=True,
+              help="Comma-separated layer names, or all.")  # fmt: skip
+@click.option("--baselines", default="random,shuffled", show_default=True,
+              help="Comma-separated: random, shuffled (or 'none').")  # fmt: skip
+@click.option("--per-class/--pooled", default=True, show_default=True,
+              help="Probe each object class separately and average, or all images together.")
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image or annotation.")
+@click.option("--out", required=True, help="Run folder to write.")
+@_common_probe_options
+@_friendly
+def probe(model: str, weights: str, data_spec: str, cls: str | None, layer_names: str,
+          baselines: str, per_class: bool, strict: bool, out: str, measure: str, regressor: str,
+          alpha: float | None, reps: int, test_fraction: float, seed: int, batch_size: int,
+          device: str | None, cache_dir: str | None, force: bool) -> None:  # fmt: skip
+    """Profile MODEL layer by layer on DATA with RCVs, against its baselines."""
+    from rcvlab.analyses import layer_profile
+    from rcvlab.data import open_data
+    from rcvlab.report.run import write_profile_run
+    from rcvlab.runio import prepare_out
+
+    out_dir = prepare_out(out, force=force)
+    data = open_data(data_spec, cls=cls, strict=strict)
+    base = [] if baselines.strip().lower() == "none" else _csv(baselines) or []
+    res = layer_profile(
+        model, data, weights=weights, measure=measure, layers=layer_names, baselines=base,
+        regressor=regressor, alpha=alpha, reps=reps, test_fraction=test_fraction, seed=seed,
+        per_class=per_class, batch_size=batch_size, cache_dir=_cache_dir(cache_dir),
+        device=device, strict=strict, progress=True, command=_command_line(),
+    )  # fmt: skip
+    write_profile_run(out_dir, [res])
+    best = res.score(res.best_layer)
+    click.echo(f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
+               f"{best.r2_mean:.3f} ± {best.r2_std:.3f}; wrote {out_dir}/")  # fmt: skip
+
+
+@main.command()
+@click.option("--out", default="runs/demo", show_default=True)
+@click.option("--models", "model_names", default="efficientnet_lite0,mobilenet_v2", show_default=True)
+@click.option("--n-per-class", type=int, default=300, show_default=True)
+@click.option("--reps", type=int, default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ridge",
+              show_default=True)  # fmt: skip
+@click.option("--cache-dir", default=None, help="Feature cache ('none' to disable).")
+@click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
+@_friendly
+def demo(out: str, model_names: str, n_per_class: int, reps: int, seed: int, regressor: str,
+         cache_dir: str | None, force: bool) -> None:  # fmt: skip
+    """Profile ImageNet-pretrained nets on the embedded scale set (offline)."""
+    from rcvlab.analyses.demo import run_demo
+
+    res = run_demo(out, models=_csv(model_names) or [], n_per_class=n_per_class, reps=reps,
+                   seed=seed, regressor=regressor, cache_dir=_cache_dir(cache_dir), force=force,
+                   command=_command_line(), echo=click.echo)  # fmt: skip
+    click.echo(f"wrote {out}/ (report.html, profile.json, profile.csv, profile.png); "
+               f"best layer of {res[0].model}: {res[0].best_layer}")  # fmt: skip
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

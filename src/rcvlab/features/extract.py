@@ -1,0 +1,284 @@
+"""One forward pass per batch for every requested layer, pooled in the hooks, cached on disk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from rcvlab.data.base import ArrayImageSet, ImageSet, Skip
+from rcvlab.errors import DataError, RcvlabError
+from rcvlab.features.cache import FeatureCache, cache_key
+from rcvlab.features.hooks import capture
+from rcvlab.features.pooling import get_pooling
+from rcvlab.models.registry import Model, load_model
+
+
+class FeatureSet(dict[str, np.ndarray]):
+    """``{layer: (n, d) float32 array}`` in network order, plus what the extraction left out.
+
+    Attributes
+    ----------
+    valid : ndarray of bool, shape (n,)
+        False for images that could not be read (their rows are NaN).
+    skipped : dict of int to Skip
+        Why each invalid image has no features, by its index in the data set.
+    key : str
+        Cache key of the extraction ('' without a cache).
+    n_computed : int
+        Images that went through the network in this call (0 when read from the cache).
+    """
+
+    valid: np.ndarray
+    skipped: dict[int, Skip]
+    key: str
+    n_computed: int
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Feature dimension of every layer."""
+        return {k: int(v.shape[1]) for k, v in self.items()}
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """``cuda`` when available unless a device is given."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def as_image_set(data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray]) -> ImageSet:
+    """Accept an :class:`ImageSet`, an ``(n, H, W, 3)`` uint8 array or a list of images."""
+    if isinstance(data, ImageSet):
+        return data
+    if isinstance(data, np.ndarray) and data.ndim == 4:
+        return ArrayImageSet(list(data))
+    if isinstance(data, Sequence):
+        return ArrayImageSet([np.asarray(im.convert("RGB")) if isinstance(im, Image.Image)
+                              else np.asarray(im) for im in data])  # fmt: skip
+    raise RcvlabError(f"Cannot use {type(data).__name__} as images; pass an ImageSet or arrays.")
+
+
+def extract_features(
+    model: Model | nn.Module,
+    data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray],
+    layers: Sequence[str] | str | None = None,
+    *,
+    batch_size: int = 32,
+    pooling: str = "gap",
+    resize: str = "resize",
+    input_size: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    shard: tuple[int, int] | None = None,
+    strict: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+    channels_last: bool = True,
+) -> FeatureSet:
+    """Pooled features of every requested layer from one forward pass per batch.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        From :func:`rcvlab.load_model`, or a plain module (then ``layers`` are dotted module
+        paths and ``input_size`` is required).
+    data : ImageSet, ndarray or sequence of images
+    layers : sequence of str or "all", optional
+        Layer names (default: every named layer of the model).
+    batch_size : int
+    pooling : {"gap", "max"}
+        How maps become vectors (inside the forward hooks: memory is O(images x sum of dims)).
+    resize : {"resize", "crop"}
+        ``resize`` squeezes the whole image to the input size (keeps the object's area
+        ratio: use it for scale); ``crop`` is the classifier's resize + centre crop.
+    input_size : int, optional
+        Overrides the model's input size (required for a plain module).
+    cache_dir : path, optional
+        Cache root. A second call with the same model, weights, layers, preprocessing and
+        data reads the cache and runs no forward pass; an interrupted call resumes.
+    device : str, optional
+        Default: ``cuda`` when available, else ``cpu``.
+    shard : (start, stop), optional
+        Compute only images ``[start, stop)`` into the cache (needs ``cache_dir``); other
+        processes may compute other shards. The full set is merged by a call without
+        ``shard`` once every shard is done (it computes whatever is still missing).
+    strict : bool
+        Raise on the first unreadable image instead of skipping and listing it.
+    progress : bool or callable
+        Show a progress bar, or call ``progress(done, total)`` after each batch.
+    channels_last : bool
+        Run in channels-last memory format (faster for CNNs on CPU).
+
+    Returns
+    -------
+    FeatureSet
+        ``{layer: (n, d)}`` for the whole set, or for the shard's rows with ``shard``.
+    """
+    if not isinstance(model, Model):
+        model = load_model(model, input_size=input_size,
+                           layers=None if layers in (None, "all") else list(layers))  # fmt: skip
+    elif input_size is not None and input_size != model.input_size:
+        from dataclasses import replace
+
+        model = replace(model, preprocessing=replace(model.preprocessing, input_size=input_size))
+    images = as_image_set(data)
+    n = len(images)
+    if n == 0:
+        raise DataError("No images to extract features from.")
+    if batch_size < 1:
+        raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
+    specs = model.resolve(layers)
+    pool, linear = get_pooling(pooling)
+    start, stop = (0, n) if shard is None else (int(shard[0]), int(shard[1]))
+    if not 0 <= start < stop <= n:
+        raise RcvlabError(f"Shard {shard} is outside the data set's range [0, {n}).")
+    if shard is not None and cache_dir is None:
+        raise RcvlabError("shard=... needs cache_dir=... so shards can be merged.")
+
+    payload = {
+        "model": model.name,
+        "weights": model.weights_id,
+        "layers": [(s.name, s.module, s.kind) for s in specs],
+        "preprocessing": {**model.preprocessing.key(), "mode": resize},
+        "pooling": pooling,
+        "data": images.fingerprint(),
+        "n": n,
+    }
+    key = cache_key(payload)
+    names = [s.name for s in specs]
+    cache = None
+    if cache_dir is not None:
+        cache = FeatureCache(cache_dir, key, n, names, meta={**payload, "source": images.source})
+    todo = cache.missing(start, stop) if cache is not None else [(start, stop)]
+    total = sum(b - a for a, b in todo)
+
+    mem: dict[str, np.ndarray] = {}
+    mem_valid = np.zeros(n, dtype=bool)
+    mem_skipped: dict[int, Skip] = {}
+    done = 0
+    if total:
+        dev = choose_device(device)
+        module = model.module.to(dev)
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        module.eval()
+        bar = _progress_bar(progress, total, f"{model.name} ({model.weights})")
+        try:
+            with capture(module, specs, pool, linear=linear) as out, torch.inference_mode(), bar as tick:  # noqa: E501
+                for a, b in todo:
+                    for i0 in range(a, b, batch_size):
+                        i1 = min(i0 + batch_size, b)
+                        feats, valid, skipped = _run_batch(model, module, images, i0, i1, out,
+                                                           names, resize, dev, channels_last, strict)  # noqa: E501  # fmt: skip
+                        if cache is not None:
+                            cache.write_chunk(i0, i1, feats, valid, skipped)
+                        else:
+                            for k, v in feats.items():
+                                if k not in mem:
+                                    mem[k] = np.full((n, v.shape[1]), np.nan, dtype=np.float32)
+                                mem[k][i0:i1] = v
+                            mem_valid[i0:i1] = valid
+                            mem_skipped.update(skipped)
+                        done += i1 - i0
+                        tick(i1 - i0)
+        finally:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+
+    if cache is not None:
+        if shard is None:
+            cache.merge()
+        feats, valid, skipped = cache.read(start, stop)
+    else:
+        feats, valid, skipped = mem, mem_valid, mem_skipped
+    result = FeatureSet((k, feats[k]) for k in names if k in feats)
+    if len(result) != len(names):
+        raise DataError(
+            f"No image of {images.source or 'the data'} could be read; "
+            f"first problem: {next(iter(skipped.values())).reason if skipped else 'unknown'}."
+        )
+    result.valid = valid
+    result.skipped = skipped
+    result.key = key
+    result.n_computed = done
+    return result
+
+
+def _run_batch(
+    model: Model, module: nn.Module, images: ImageSet, i0: int, i1: int,
+    out: dict[str, torch.Tensor], names: list[str], resize: str, dev: torch.device,
+    channels_last: bool, strict: bool,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[int, Skip]]:  # fmt: skip
+    pil, ok_idx, skipped = [], [], {}
+    for i in range(i0, i1):
+        try:
+            pil.append(images.load(i))
+            ok_idx.append(i - i0)
+        except DataError as e:
+            if strict:
+                raise DataError(f"{e} (image {i}; drop --strict to skip and list such images)") from e
+            skipped[i] = Skip(images.ids[i], str(e))
+    valid = np.zeros(i1 - i0, dtype=bool)
+    valid[ok_idx] = True
+    feats: dict[str, np.ndarray] = {}
+    if pil:
+        x = model.preprocessing(pil, mode=resize).to(dev)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.clear()
+        module(x)
+        for k in names:
+            if k not in out:
+                raise RcvlabError(f"Layer {k} was not reached in the forward pass of {model.name}.")
+            v = out[k].detach().cpu().numpy()
+            full = np.full((i1 - i0, v.shape[1]), np.nan, dtype=np.float32)
+            full[ok_idx] = v
+            feats[k] = full
+    return feats, valid, skipped
+
+
+def _progress_bar(progress: bool | Callable[[int, int], None], total: int, label: str):
+    if callable(progress):
+        state = {"done": 0}
+
+        def tick(k: int) -> None:
+            state["done"] += k
+            progress(state["done"], total)
+
+        return nullcontext(tick)
+    if not progress:
+        return nullcontext(lambda k: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    class _Bar:
+        def __enter__(self):
+            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeRemainingColumn(), transient=False)  # fmt: skip
+            self.p.__enter__()
+            self.t = self.p.add_task(f"extract {label}", total=total)
+            return lambda k: self.p.advance(self.t, k)
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+    return _Bar()
+
+
+def layer_dims(model: Model, layers: Sequence[str] | str | None = None,
+               input_size: int | None = None) -> dict[str, int]:  # fmt: skip
+    """Feature dimension of each layer, from one forward pass of a blank image."""
+    specs = model.resolve(layers)
+    size = input_size or model.input_size
+    pool, linear = get_pooling("gap")
+    x = torch.zeros(1, 3, size, size)
+    with capture(model.module, specs, pool, linear=linear) as out, torch.inference_mode():
+        model.module.to("cpu").eval()(x)
+    return {s.name: int(out[s.name].shape[1]) for s in specs}
+
+
+__all__ = ["FeatureSet", "as_image_set", "choose_device", "extract_features", "layer_dims"]

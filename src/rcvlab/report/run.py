@@ -1,0 +1,63 @@
+"""Writing a profiling run's folder: JSON, CSV, figure, skip list and the one-page report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from rcvlab.probe.result import ProfileResult
+from rcvlab.runio import write_skipped, write_text
+
+
+def write_profile_run(
+    out: str | os.PathLike[str],
+    results: Sequence[ProfileResult],
+    *,
+    title: str = "rcvlab layer-wise concept profile",
+    notes: Sequence[str] = (),
+) -> dict[str, Path]:
+    """Write ``profile.json`` (first result; others as ``profile_<model>.json``), ``profile.csv``
+    (all results, a ``model`` column), ``profile.png``, ``skipped.csv`` and ``report.html``.
+
+    Returns
+    -------
+    dict of str to Path
+        The files written, by kind.
+    """
+    from rcvlab.report.html import write_report
+    from rcvlab.viz.profile import plot_profile, plot_profiles
+
+    out = Path(out)
+    files: dict[str, Path] = {}
+    for i, res in enumerate(results):
+        name = "profile.json" if i == 0 else f"profile_{res.model}.json"
+        res.to_json(out / name)
+        files[name] = out / name
+    frames = []
+    for res in results:
+        f = res.to_frame()
+        f.insert(0, "model", res.model)
+        f.insert(1, "weights", res.weights)
+        frames.append(f)
+    write_text(out / "profile.csv", pd.concat(frames, ignore_index=True).to_csv(index=False))
+    files["profile.csv"] = out / "profile.csv"
+    fig = plot_profile(results[0]) if len(results) == 1 else plot_profiles(results)
+    fig.savefig(out / "profile.png", dpi=120, bbox_inches="tight")
+    files["profile.png"] = out / "profile.png"
+    skipped: list[tuple[str, str]] = []
+    for res in results:
+        for s in res.data.get("skipped", []):
+            if (s["path"], s["reason"]) not in skipped:
+                skipped.append((s["path"], s["reason"]))
+    write_skipped(out / "skipped.csv", skipped)
+    files["skipped.csv"] = out / "skipped.csv"
+    write_report(out / "report.html", list(results), title=title, figures={"profile": fig},
+                 skipped=skipped, notes=list(notes))  # fmt: skip
+    files["report.html"] = out / "report.html"
+    return files
+
+
+__all__ = ["write_profile_run"]
