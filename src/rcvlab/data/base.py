@@ -91,14 +91,16 @@ class ImageSet:
         if name not in self.measures:
             raise UnknownNameError(
                 f"Unknown measure '{name}' for data {self.source or type(self).__name__}."
-                f"{did_you_mean(name, self.measures)} Available: {', '.join(sorted(self.measures))}."
+                f"{did_you_mean(name, self.measures)} "
+                f"Available: {', '.join(sorted(self.measures))}."
             )
         return self.measures[name]
 
     # -- identity -----------------------------------------------------------------------
     def fingerprint(self) -> str:
         """A hash that changes whenever the images (or the recipe generating them) change."""
-        payload = {"type": type(self).__name__, "ids": self.ids, "data": self._fingerprint_payload()}
+        payload = {"type": type(self).__name__, "ids": self.ids,
+                   "data": self._fingerprint_payload()}  # fmt: skip
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
