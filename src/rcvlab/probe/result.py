@@ -172,9 +172,14 @@ class ProfileResult:
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> ProfileResult:
         """Read a ``profile.json`` file (or its text)."""
         s = os.fspath(path_or_text)
-        d = json.loads(s) if s.lstrip().startswith("{") else json.loads(open(s).read())
+        if s.lstrip().startswith("{"):
+            d = json.loads(s)
+        else:
+            with open(s) as f:
+                d = json.load(f)
+        profiles = {k: tuple(LayerScore.from_dict(x) for x in v) for k, v in d["profiles"].items()}
         return cls(
-            profiles={k: tuple(LayerScore.from_dict(x) for x in v) for k, v in d["profiles"].items()},
+            profiles=profiles,
             regressor=d.get("regressor", "ols"),
             alpha=d.get("alpha"),
             reps=int(d.get("reps", 0)),

@@ -1,0 +1,610 @@
+"""Regression Concept Vectors: linear probes of one layer's features.
+
+Every fit standardises the features on its training split (mean 0, standard deviation 1 with
+``ddof=0``, like scikit-learn's ``StandardScaler``), drops columns that are constant on that
+split, and regresses the measure on the remaining columns with an intercept:
+
+``ols``
+    Least squares; the minimum-norm solution when the problem is under-determined
+    (``d >= n``), as statsmodels ``OLS(y, add_constant(X)).fit(method="pinv")`` gives.
+``ridge``
+    scikit-learn's ``Ridge`` objective ``||y - Xw - b||² + alpha ||w||²``; without ``alpha``,
+    alpha is chosen among :data:`RIDGE_ALPHAS` by efficient leave-one-out, as ``RidgeCV``.
+``lasso``
+    scikit-learn's ``Lasso`` objective ``(1 / (2 n)) ||y - Xw - b||² + alpha ||w||_1``.
+
+All three work in float64 whatever the input dtype. For ``ols`` and ``ridge`` one
+factorisation of the standardised training matrix (:class:`Design`: a QR for OLS, a thin
+SVD for ridge) serves every target of a split (the measure and its shuffled copy) and every
+candidate alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import lapack
+from sklearn.linear_model import Lasso
+
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
+
+REGRESSORS: tuple[str, ...] = ("ols", "ridge", "lasso")
+"""Names accepted by ``regressor``."""
+
+RIDGE_ALPHAS: NDArray[np.float64] = np.logspace(-2, 4, 13)
+"""Candidate alphas of ``ridge`` when none is given: 0.01 ... 10000, two per decade."""
+
+CONSTANT_RTOL = 1e-6
+"""A training column is constant when its std <= ``CONSTANT_RTOL`` * max|column| (or is 0)."""
+
+LASSO_MAX_ITER = 10_000
+LASSO_TOL = 1e-4
+
+# Reciprocal condition (LAPACK trcon, 1-norm estimate) above which OLS skips the SVD: 4+
+# orders of magnitude above the pinv cutoff max(n, d) * eps, which covers the 1-norm versus
+# 2-norm factor (<= n) and the estimator's slack.
+_FAST_RCOND = 1e-8
+
+FloatArray = NDArray[np.float64]
+
+
+def check_regressor(regressor: str, alpha: float | None) -> tuple[str, float | None]:
+    """Validate a regressor name and its alpha; return them normalised.
+
+    Parameters
+    ----------
+    regressor : str
+        One of :data:`REGRESSORS` (case-insensitive).
+    alpha : float or None
+        Regularisation strength: not used by ``ols``; optional for ``ridge`` (None = choose
+        by leave-one-out); required and > 0 for ``lasso``.
+
+    Returns
+    -------
+    (str, float or None)
+
+    Raises
+    ------
+    UnknownNameError
+        For an unknown regressor.
+    RcvlabError
+        For an alpha that the regressor cannot use.
+    """
+    name = str(regressor).strip().lower()
+    if name not in REGRESSORS:
+        raise UnknownNameError(
+            f"unknown regressor {regressor!r}; choose one of {', '.join(REGRESSORS)}."
+            + did_you_mean(name, REGRESSORS)
+        )
+    if alpha is None:
+        if name == "lasso":
+            raise RcvlabError("regressor 'lasso' needs alpha > 0 (for example alpha=0.001)")
+        return name, None
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise RcvlabError(f"alpha must be a number, got {alpha!r}") from None
+    if not np.isfinite(a) or a < 0:
+        raise RcvlabError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    if name == "ols":
+        if a != 0:
+            raise RcvlabError(
+                f"regressor 'ols' takes no alpha (got {alpha!r}); use regressor='ridge' "
+                "or 'lasso' for a penalised fit"
+            )
+        return name, None
+    if a == 0:
+        raise RcvlabError(f"alpha=0 makes {name!r} plain least squares: use regressor='ols'")
+    return name, a
+
+
+@dataclass(frozen=True, eq=False)
+class RCV:
+    """A fitted Regression Concept Vector.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (d,)
+        Coefficients in the standardised feature space; 0 for dropped (constant) columns.
+    intercept : float
+        Intercept (the training mean of ``y`` for ``ols`` and ``ridge``).
+    mean_, scale_ : ndarray of shape (d,)
+        Training mean and standard deviation (``ddof=0``) of every column; ``scale_`` is 1
+        for dropped columns.
+    keep : ndarray of bool, shape (d,)
+        Columns used (not constant on the training split).
+    regressor : str
+        ``"ols"``, ``"ridge"`` or ``"lasso"``.
+    alpha : float or None
+        Penalty used (the chosen one for ``ridge`` without alpha); None for ``ols``.
+    """
+
+    coef: FloatArray
+    intercept: float
+    mean_: FloatArray
+    scale_: FloatArray
+    keep: NDArray[np.bool_]
+    regressor: str
+    alpha: float | None = None
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension ``d`` the RCV was fitted on."""
+        return int(self.coef.shape[0])
+
+    @property
+    def n_constant(self) -> int:
+        """Number of columns dropped as constant on the training split."""
+        return int(np.count_nonzero(~self.keep))
+
+    @property
+    def direction(self) -> FloatArray:
+        """Unit vector along ``coef`` (all zeros when ``coef`` is 0: no direction)."""
+        norm = float(np.linalg.norm(self.coef))
+        return self.coef / norm if norm > 0 else np.zeros_like(self.coef)
+
+    def predict(self, X: ArrayLike) -> FloatArray:
+        """Predict the measure for features ``X`` of shape (m, d).
+
+        Parameters
+        ----------
+        X : array_like of shape (m, d)
+            Raw (unstandardised) features; the training standardisation is applied.
+
+        Returns
+        -------
+        ndarray of shape (m,)
+        """
+        X = _as_2d_float(X, "X")
+        if X.shape[1] != self.dim:
+            raise DataError(f"X has {X.shape[1]} columns, the RCV was fitted on {self.dim}")
+        k = self.keep
+        return ((X[:, k] - self.mean_[k]) / self.scale_[k]) @ self.coef[k] + self.intercept
+
+
+class Design:
+    """Standardised training matrix of one split, and the decompositions fits need.
+
+    One ``Design`` serves every fit on the same training rows: several targets at once
+    (the measure and its shuffled copies), every ridge alpha, and the leave-one-out choice of
+    alpha. Let ``Z`` be the standardised, train-centred ``(n, k)`` matrix of kept columns.
+
+    * OLS is the minimum-norm least-squares solution of ``A beta = y`` with
+      ``A = [1, Z]``, i.e. ``pinv(A) @ y`` as statsmodels' ``pinv`` fit computes it. As the
+      columns of ``Z`` are orthogonal to the constant column this equals
+      ``intercept = ybar``, ``coef = pinv(Z) @ (y - ybar)``. It is computed from one
+      Householder QR of ``A`` (of ``A^T`` when ``k + 1 >= n``) whose square triangular
+      factor ``R`` has the singular values of ``A``. When ``R`` is well conditioned (LAPACK
+      ``trcon`` reciprocal condition > 1e-8, four orders of magnitude above the cutoff
+      below) no singular value would be cut and the solution is a triangular solve
+      (``Q R^{-T} y`` or ``R^{-1} Q^T y``); otherwise ``R`` is decomposed by SVD and singular
+      values ``<= max(n, k) * eps * s_max`` (numpy ``pinv``'s cutoff) are dropped. Either
+      way the cost is O(n² k) for ``k > n``, and the SVD is only paid for ill-conditioned
+      layers.
+    * Ridge uses the thin SVD ``Z = U diag(s) V^T``: ``coef = V diag(s / (s² + alpha)) U^T
+      (y - ybar)``, ``intercept = ybar``. When ``k > n`` it is computed as a QR of ``Z^T``
+      followed by the SVD of the ``n x n`` triangular factor (what LAPACK does internally
+      for wide matrices, but ``V`` is never formed: it is applied through the reflectors).
+
+    Parameters
+    ----------
+    X_train : array_like of shape (n, d)
+        Raw training features (finite).
+    """
+
+    def __init__(self, X_train: ArrayLike) -> None:
+        X = _as_2d_float(X_train, "X_train")
+        n, d = X.shape
+        if n < 2:
+            raise DataError(f"need at least 2 training rows, got {n}")
+        A, mean, scale, keep = _standardise_train(X)
+        self._A = A  # [1, Z]: OLS factorises it, so it is built once, Z being a view
+        self.n, self.d = n, d
+        self.mean_: FloatArray = mean
+        self.scale_: FloatArray = scale
+        self.keep: NDArray[np.bool_] = keep
+        self.k = int(np.count_nonzero(keep))
+        self.Z: FloatArray = A[:, 1:]
+        self._svd_parts: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._qr: tuple[FloatArray, FloatArray] | None = None
+
+    @property
+    def n_constant(self) -> int:
+        """Number of columns dropped as constant."""
+        return self.d - self.k
+
+    # -- the thin SVD, computed on first use -------------------------------------------------
+
+    def _decompose(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        if self._svd_parts is None:
+            n, k = self.n, self.k
+            if k == 0:
+                self._svd_parts = (np.zeros((n, 0)), np.zeros(0), np.zeros((0, 0)))
+            elif k > n:
+                (qr, tau), R = scipy.linalg.qr(self.Z.T, mode="raw", check_finite=False)
+                self._qr = (qr, tau)
+                self._svd_parts = _svd(R.T)
+            else:
+                self._svd_parts = _svd(self.Z)
+        return self._svd_parts
+
+    @property
+    def U(self) -> FloatArray:
+        """Left singular vectors of ``Z``, shape (n, min(n, k))."""
+        return self._decompose()[0]
+
+    @property
+    def s(self) -> FloatArray:
+        """Singular values of ``Z``, decreasing."""
+        return self._decompose()[1]
+
+    def _v_times(self, c: FloatArray) -> FloatArray:
+        """Return ``V @ c`` for ``c`` of shape (len(s), m)."""
+        _, _, Vt = self._decompose()
+        small = Vt.T @ c
+        if self._qr is None:
+            return small
+        qr, tau = self._qr
+        return _apply_q(qr, tau, small, self.k)
+
+    def _centre(self, y: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        Y = np.asarray(y, dtype=np.float64)
+        Y = Y.reshape(self.n, -1) if Y.ndim == 1 else Y
+        if Y.ndim != 2 or Y.shape[0] != self.n:
+            raise DataError(f"y has shape {np.shape(y)}, X_train has {self.n} rows")
+        ybar = Y.mean(axis=0)
+        return Y - ybar, ybar
+
+    # -- fits ---------------------------------------------------------------------------------
+
+    def ols(self, y: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Minimum-norm least squares with intercept for each column of ``y``.
+
+        Parameters
+        ----------
+        y : array_like of shape (n,) or (n, m)
+
+        Returns
+        -------
+        coef : ndarray of shape (k, m)
+            Coefficients on the kept standardised columns.
+        intercept : ndarray of shape (m,)
+        """
+        Yc, ybar = self._centre(y)
+        n, k = self.n, self.k
+        if k == 0:
+            return np.zeros((0, Yc.shape[1])), ybar
+        A = self._A
+        wide = k + 1 >= n
+        # Wide: A^T = Q R, so A = R^T Q^T; tall: A = Q R. R is square either way.
+        (qr, tau), R = scipy.linalg.qr(A.T if wide else A, mode="raw", check_finite=False)
+        rcond, info = lapack.dtrcon(R)
+        if info == 0 and rcond > _FAST_RCOND:
+            if wide:
+                t = scipy.linalg.solve_triangular(R, Yc, trans="T", check_finite=False)
+                beta = _apply_q(qr, tau, t, k + 1)
+            else:
+                qty = _apply_q(qr, tau, Yc, n, trans="T")[: k + 1]
+                beta = scipy.linalg.solve_triangular(R, qty, check_finite=False)
+        else:
+            Ur, s, Vrt = _svd(R.T if wide else R)
+            keep = s > max(n, k) * np.finfo(float).eps * s[0]
+            if wide:
+                c = Vrt[keep].T @ ((Ur[:, keep].T @ Yc) / s[keep, None])
+                beta = _apply_q(qr, tau, c, k + 1)
+            else:
+                qty = _apply_q(qr, tau, Yc, n, trans="T")[: k + 1]
+                beta = Vrt[keep].T @ ((Ur[:, keep].T @ qty) / s[keep, None])
+        return beta[1:], beta[0] + ybar
+
+    def ridge(self, y: ArrayLike, alpha: float) -> tuple[FloatArray, FloatArray]:
+        """Ridge regression (scikit-learn's ``Ridge`` objective) for each column of ``y``.
+
+        Parameters
+        ----------
+        y : array_like of shape (n,) or (n, m)
+        alpha : float
+            Penalty (> 0).
+
+        Returns
+        -------
+        coef : ndarray of shape (k, m)
+        intercept : ndarray of shape (m,)
+        """
+        Yc, ybar = self._centre(y)
+        U, s, _ = self._decompose()
+        if s.size == 0:
+            return np.zeros((self.k, Yc.shape[1])), ybar
+        f = s / (s**2 + alpha)
+        return self._v_times((U.T @ Yc) * f[:, None]), ybar
+
+    def ridge_loo_alpha(self, y: ArrayLike, alphas: ArrayLike = RIDGE_ALPHAS) -> FloatArray:
+        """Choose ridge's alpha per column of ``y`` by exact leave-one-out squared error.
+
+        With the hat matrix ``H = 11^T/n + U diag(s²/(s²+alpha)) U^T`` (unpenalised
+        intercept), the leave-one-out residual is ``(y_i - yhat_i) / (1 - H_ii)``; the alpha
+        with the lowest mean squared residual wins, the first one on ties, as scikit-learn's
+        ``RidgeCV(alphas, fit_intercept=True)`` (its default efficient LOO) does.
+
+        Parameters
+        ----------
+        y : array_like of shape (n,) or (n, m)
+        alphas : array_like
+            Candidate penalties (> 0), tried in order.
+
+        Returns
+        -------
+        ndarray of shape (m,)
+            The chosen alpha of every column.
+        """
+        Yc, _ = self._centre(y)
+        a = np.asarray(alphas, dtype=np.float64).ravel()
+        if a.size == 0 or np.any(~np.isfinite(a)) or np.any(a <= 0):
+            raise RcvlabError("ridge alphas must be finite numbers > 0")
+        U, s, _ = self._decompose()
+        s2 = s**2
+        UtY = U.T @ Yc
+        U2 = U**2
+        best = np.full(Yc.shape[1], np.inf)
+        chosen = np.full(Yc.shape[1], a[0])
+        for alpha in a:
+            f = s2 / (s2 + alpha)
+            resid = Yc - U @ (UtY * f[:, None])
+            h = 1.0 / self.n + U2 @ f
+            err = np.mean((resid / (1.0 - h)[:, None]) ** 2, axis=0)
+            better = err < best
+            best[better] = err[better]
+            chosen[better] = alpha
+        return chosen
+
+    def standardise(self, X: ArrayLike) -> FloatArray:
+        """Apply the training standardisation to ``X`` and keep the non-constant columns."""
+        X = _as_2d_float(X, "X")
+        if X.shape[1] != self.d:
+            raise DataError(f"X has {X.shape[1]} columns, the training split has {self.d}")
+        k = self.keep
+        return (X[:, k] - self.mean_[k]) / self.scale_[k]
+
+
+def fit_rcv(
+    X_train: ArrayLike,
+    y_train: ArrayLike,
+    regressor: str = "ols",
+    alpha: float | None = None,
+) -> RCV:
+    """Fit a Regression Concept Vector on one training split.
+
+    Parameters
+    ----------
+    X_train : array_like of shape (n, d)
+        Raw features of the training images (any float dtype; computed in float64).
+    y_train : array_like of shape (n,)
+        The measure.
+    regressor : {"ols", "ridge", "lasso"}
+        ``ols``: least squares with intercept, minimum-norm when ``d >= n`` (equals
+        statsmodels ``OLS(y, add_constant(Z)).fit(method="pinv")`` on the standardised
+        features ``Z``). ``ridge``: scikit-learn ``Ridge(alpha)``; alpha None chooses among
+        :data:`RIDGE_ALPHAS` by leave-one-out like ``RidgeCV``. ``lasso``: scikit-learn
+        ``Lasso(alpha, max_iter=10000, tol=1e-4)``.
+    alpha : float, optional
+        Penalty. For ``lasso`` it is required and follows scikit-learn's convention
+        ``(1/(2n)) ||y - Zw - b||² + alpha ||w||_1``: paper 001 writes the objective as
+        ``sum (y - yhat)² + alpha sum |v_i|`` without the ``1/(2n)``, but the authors'
+        Python code used scikit-learn, so its alphas (e.g. 0.001) mean this convention.
+
+    Returns
+    -------
+    RCV
+
+    Raises
+    ------
+    UnknownNameError
+        Unknown ``regressor``.
+    RcvlabError
+        An ``alpha`` the regressor cannot use (``alpha=0`` for ridge/lasso: use ``ols``).
+    DataError
+        NaN or infinite values, mismatched shapes, fewer than 2 rows.
+    """
+    name, a = check_regressor(regressor, alpha)
+    X = _as_2d_float(X_train, "X_train")
+    y = np.asarray(y_train, dtype=np.float64)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise DataError(f"y_train must have shape ({X.shape[0]},), got {y.shape}")
+    _check_finite(X, "X_train")
+    _check_finite(y, "y_train")
+    if name == "lasso" and a is not None:  # check_regressor guarantees alpha for lasso
+        A, mean, scale, keep = _standardise_train(X)
+        coef, intercept = _lasso(np.ascontiguousarray(A[:, 1:]), y, a)
+        return _make_rcv(coef, intercept, mean, scale, keep, name, a)
+    design = Design(X)
+    if name == "ols":
+        c, b = design.ols(y)
+    else:
+        if a is None:
+            a = float(design.ridge_loo_alpha(y)[0])
+        c, b = design.ridge(y, a)
+    return _make_rcv(c[:, 0], float(b[0]), design.mean_, design.scale_, design.keep, name, a)
+
+
+def fit_predict(
+    X_train: FloatArray,
+    Y_train: FloatArray,
+    X_test: FloatArray,
+    regressor: str,
+    alpha: float | None,
+) -> tuple[FloatArray, int, FloatArray | None]:
+    """Fit one probe per column of ``Y_train`` on a shared decomposition and predict ``X_test``.
+
+    This is :func:`fit_rcv` for several targets at once (used by
+    :func:`rcvlab.probe.profile.probe_layers`): the training standardisation is computed
+    once, and for ``ols`` and ``ridge`` one factorisation of the standardised training
+    matrix (:class:`Design`) serves every column and every candidate alpha.
+
+    Parameters
+    ----------
+    X_train : ndarray of shape (n, d), float64, finite
+    Y_train : ndarray of shape (n, m)
+    X_test : ndarray of shape (t, d), float64, finite
+    regressor, alpha
+        As validated by :func:`check_regressor`.
+
+    Returns
+    -------
+    predictions : ndarray of shape (t, m)
+    n_constant : int
+        Columns dropped as constant.
+    alphas : ndarray of shape (m,) or None
+        Alphas chosen by leave-one-out (``ridge`` without alpha), else None.
+    """
+    if regressor == "lasso":
+        if alpha is None:
+            raise RcvlabError("regressor 'lasso' needs alpha > 0 (for example alpha=0.001)")
+        A, mean, scale, keep = _standardise_train(X_train)
+        Z = np.ascontiguousarray(A[:, 1:])
+        Zte = (X_test[:, keep] - mean[keep]) / scale[keep]
+        preds = np.empty((X_test.shape[0], Y_train.shape[1]))
+        for j in range(Y_train.shape[1]):
+            coef, b = _lasso(Z, Y_train[:, j], alpha)
+            preds[:, j] = Zte @ coef + b
+        return preds, int(np.count_nonzero(~keep)), None
+    design = Design(X_train)
+    chosen: FloatArray | None = None
+    if regressor == "ols":
+        C, B = design.ols(Y_train)
+    elif alpha is not None:
+        C, B = design.ridge(Y_train, alpha)
+    else:
+        chosen = design.ridge_loo_alpha(Y_train)
+        C = np.empty((design.k, Y_train.shape[1]))
+        B = np.empty(Y_train.shape[1])
+        # One ridge solve per distinct alpha: the SVD is shared.
+        for a in np.unique(chosen):
+            cols = np.flatnonzero(chosen == a)
+            c, b = design.ridge(Y_train[:, cols], float(a))
+            C[:, cols], B[cols] = c, b
+    preds = design.standardise(X_test) @ C + B
+    return preds, design.n_constant, chosen
+
+
+def _lasso(Z: FloatArray, y: FloatArray, alpha: float) -> tuple[FloatArray, float]:
+    """scikit-learn Lasso on standardised columns; (coef on those columns, intercept)."""
+    if Z.shape[1] == 0:
+        return np.zeros(0), float(y.mean())
+    model = Lasso(alpha=alpha, max_iter=LASSO_MAX_ITER, tol=LASSO_TOL)
+    model.fit(Z, y)
+    return np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
+
+
+def _standardise_train(
+    X: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
+    """Standardise training features; return ``([1, Z], mean, scale, keep)``.
+
+    ``Z`` (a view ``[:, 1:]`` of the first array) holds the kept columns, centred and scaled
+    to unit standard deviation (``ddof=0``); ``scale`` is 1 for dropped columns.
+    """
+    n, d = X.shape
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    std = np.sqrt(np.einsum("ij,ij->j", Xc, Xc) / n)
+    amax = np.maximum(X.max(axis=0), -X.min(axis=0))
+    # Relative threshold: a random-weights network's deep features can vary by 1e-9 in
+    # absolute terms and still carry the measure (METHOD.md §8, "Trap").
+    keep = (std > 0) & (std > CONSTANT_RTOL * amax)
+    scale = np.where(keep, std, 1.0)
+    k = int(np.count_nonzero(keep))
+    A = np.empty((n, k + 1))
+    A[:, 0] = 1.0
+    Z = A[:, 1:]
+    if k == d:
+        np.divide(Xc, scale, out=Z)
+    else:
+        np.divide(Xc[:, keep], scale[keep], out=Z)
+    # A second centring pass: a column whose mean is large against its spread keeps a
+    # rounding residue after the first, which would leave Z with a spurious singular value
+    # along the constant direction. Folded into the mean so that test rows match.
+    resid = Z.mean(axis=0)
+    Z -= resid
+    mean[keep] += resid * scale[keep]
+    return A, mean, scale, keep
+
+
+def _make_rcv(
+    coef_kept: FloatArray,
+    intercept: float,
+    mean: FloatArray,
+    scale: FloatArray,
+    keep: NDArray[np.bool_],
+    regressor: str,
+    alpha: float | None,
+) -> RCV:
+    if coef_kept.shape[0] == keep.shape[0]:
+        coef = np.array(coef_kept, dtype=np.float64)
+    else:
+        coef = np.zeros(keep.shape[0])
+        coef[keep] = coef_kept
+    arrays: list[Any] = [coef, np.array(mean), np.array(scale), np.array(keep)]
+    for arr in arrays:
+        arr.setflags(write=False)
+    return RCV(arrays[0], float(intercept), arrays[1], arrays[2], arrays[3], regressor, alpha)
+
+
+def _apply_q(
+    qr: FloatArray, tau: FloatArray, c: FloatArray, rows: int, trans: str = "N"
+) -> FloatArray:
+    """Multiply ``c`` by the Householder ``Q`` (``rows`` x ``rows``) of a raw QR."""
+    m = c.shape[1]
+    pad = np.zeros((rows, m), order="F")
+    pad[: c.shape[0]] = c
+    out, _, info = lapack.dormqr("L", trans, qr, tau, pad, lwork=max(1, 64 * m))
+    if info != 0:  # pragma: no cover - LAPACK argument error
+        raise RuntimeError(f"LAPACK dormqr failed (info={info})")
+    return out
+
+
+def _svd(A: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Thin SVD by LAPACK gesdd, falling back to gesvd when gesdd fails to converge.
+
+    gesdd is called through numpy rather than ``scipy.linalg.svd`` because numpy releases
+    the GIL during the call (scipy's wrapper holds it), which lets ``probe_layers``'s worker
+    threads run SVDs in parallel.
+    """
+    try:
+        U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    except np.linalg.LinAlgError:
+        U, s, Vt = scipy.linalg.svd(
+            A, full_matrices=False, lapack_driver="gesvd", check_finite=False
+        )
+    return U, s, Vt
+
+
+def _as_2d_float(X: ArrayLike, name: str) -> FloatArray:
+    A = np.asarray(X, dtype=np.float64)
+    if A.ndim != 2:
+        raise DataError(f"{name} must be a 2-D array (images x features), got shape {A.shape}")
+    return A
+
+
+def _check_finite(A: FloatArray, name: str) -> None:
+    bad = ~np.isfinite(A)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise DataError(
+            f"{name} has NaN or infinite values in {rows.size} row(s) (first: {rows[:5].tolist()})"
+        )
+
+
+__all__ = [
+    "CONSTANT_RTOL",
+    "RCV",
+    "REGRESSORS",
+    "RIDGE_ALPHAS",
+    "Design",
+    "check_regressor",
+    "fit_predict",
+    "fit_rcv",
+]
