@@ -22,7 +22,9 @@ class Tiny(nn.Module):
         self.relu = nn.ReLU()
         self.fc = nn.Linear(2, 3)
         with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, -1.0]]).view(2, 3, 1, 1))
+            self.conv.weight.copy_(
+                torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, -1.0]]).view(2, 3, 1, 1)
+            )
             self.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
             self.fc.bias.zero_()
 

@@ -6,11 +6,11 @@ random-weights and shuffled-measure baselines.
 
 __version__ = "0.1.0"
 
-from rcvlab.errors import DataError, RcvlabError, UnknownNameError, WeightsError  # noqa: E402
-from rcvlab.features import FeatureSet, extract_features, layer_dims  # noqa: E402
-from rcvlab.models import Model, available_models, load_model  # noqa: E402
-from rcvlab.probe.profile import probe_layers  # noqa: E402
-from rcvlab.probe.result import LayerScore, ProfileResult  # noqa: E402
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError, WeightsError
+from rcvlab.features import FeatureSet, extract_features, layer_dims
+from rcvlab.models import Model, available_models, load_model
+from rcvlab.probe.profile import probe_layers
+from rcvlab.probe.result import LayerScore, ProfileResult
 
 __all__ = [
     "DataError",

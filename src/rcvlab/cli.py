@@ -17,7 +17,21 @@ DEFAULT_CACHE = "~/.cache/rcvlab/features"
 
 
 def _command_line() -> str:
-    return "rcvlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The command as typed: its path and every option given on the command line."""
+    ctx = click.get_current_context()
+    parts = ["rcvlab", *ctx.command_path.split()[1:]]
+    for p in ctx.command.params:
+        if ctx.get_parameter_source(p.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[p.name]
+        flag = max(p.opts, key=len) if isinstance(p, click.Option) else ""
+        if isinstance(p, click.Option) and p.is_flag:
+            parts.append(flag if value else (p.secondary_opts or [flag])[0])
+        elif flag:
+            parts += [flag, shlex.quote(str(value))]
+        else:
+            parts.append(shlex.quote(str(value)))
+    return " ".join(parts)
 
 
 def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,8 +45,11 @@ def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted: features computed so far are cached; rerun the same "
-                       "command to resume.", err=True)  # fmt: skip
+            click.echo(
+                "interrupted: features computed so far are cached; rerun the same "
+                "command to resume.",
+                err=True,
+            )
             sys.exit(130)
 
     return wrapper
@@ -70,7 +87,9 @@ def models() -> None:
 
 @main.command()
 @click.argument("model")
-@click.option("--input-size", type=int, default=None, help="Square input size (default: the model's).")
+@click.option(
+    "--input-size", type=int, default=None, help="Square input size (default: the model's)."
+)
 @_friendly
 def layers(model: str, input_size: int | None) -> None:
     """List MODEL's probe-able layers with their feature dimension."""
@@ -83,29 +102,53 @@ def layers(model: str, input_size: int | None) -> None:
     for s in m.layer_specs:
         kind = "" if s.kind == "output" else f"[{s.kind}] "
         click.echo(f"{s.name:14s} {dims[s.name]:6d}  {s.module:22s} {kind}{s.note}")
-    click.echo(f"input {m.input_size}x{m.input_size}; any dotted module path of the network is "
-               "accepted as a layer too (its output, pooled).")  # fmt: skip
+    click.echo(
+        f"input {m.input_size}x{m.input_size}; any dotted module path of the network is "
+        "accepted as a layer too (its output, pooled)."
+    )
 
 
 def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
-        click.option("--measure", default="scale_ratio", show_default=True,
-                     help="Concept measure (a column of a CSV manifest, or scale_ratio[_sqrt])."),
-        click.option("--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ols",
-                     show_default=True),
-        click.option("--alpha", type=float, default=None,
-                     help="Ridge/Lasso penalty (scikit-learn's convention); ridge without it "
-                     "chooses alpha by leave-one-out on the training split."),
-        click.option("--reps", type=int, default=10, show_default=True,
-                     help="Repeated random splits (25 in paper 000)."),
+        click.option(
+            "--measure",
+            default="scale_ratio",
+            show_default=True,
+            help="Concept measure (a column of a CSV manifest, or scale_ratio[_sqrt]).",
+        ),
+        click.option(
+            "--regressor",
+            type=click.Choice(["ols", "ridge", "lasso"]),
+            default="ols",
+            show_default=True,
+        ),
+        click.option(
+            "--alpha",
+            type=float,
+            default=None,
+            help="Ridge/Lasso penalty (scikit-learn's convention); ridge without it "
+            "chooses alpha by leave-one-out on the training split.",
+        ),
+        click.option(
+            "--reps",
+            type=int,
+            default=10,
+            show_default=True,
+            help="Repeated random splits (25 in paper 000).",
+        ),
         click.option("--test-fraction", type=float, default=0.3, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--batch-size", type=int, default=32, show_default=True),
-        click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)."),
-        click.option("--cache-dir", default=None,
-                     help=f"Feature cache (default $RCVLAB_CACHE or {DEFAULT_CACHE}; 'none' to disable)."),
+        click.option(
+            "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)."
+        ),
+        click.option(
+            "--cache-dir",
+            default=None,
+            help=f"Feature cache (default $RCVLAB_CACHE or {DEFAULT_CACHE}; 'none' to disable).",
+        ),
         click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder."),
-    ]  # fmt: skip
+    ]
     for o in reversed(opts):
         f = o(f)
     return f
@@ -113,67 +156,156 @@ def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @click.option("--model", required=True, help="Registry name, or timm:NAME (see `rcvlab models`).")
-@click.option("--weights", default="imagenet", show_default=True,
-              help="imagenet, random, or a state-dict file.")  # fmt: skip
-@click.option("--data", "data_spec", required=True,
-              help="voc:DIR, imagenet:DIR, csv:FILE or scaleset[:CLASS,...].")  # fmt: skip
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="imagenet, random, or a state-dict file.",
+)
+@click.option(
+    "--data",
+    "data_spec",
+    required=True,
+    help="voc:DIR, imagenet:DIR, csv:FILE or scaleset[:CLASS,...].",
+)
 @click.option("--class", "cls", default=None, help="Keep one class (synset or name).")
-@click.option("--layers", "layer_names", default="all", show_default=True,
-              help="Comma-separated layer names, or all.")  # fmt: skip
-@click.option("--baselines", default="random,shuffled", show_default=True,
-              help="Comma-separated: random, shuffled (or 'none').")  # fmt: skip
-@click.option("--per-class/--pooled", default=True, show_default=True,
-              help="Probe each object class separately and average, or all images together.")
+@click.option(
+    "--layers",
+    "layer_names",
+    default="all",
+    show_default=True,
+    help="Comma-separated layer names, or all.",
+)
+@click.option(
+    "--baselines",
+    default="random,shuffled",
+    show_default=True,
+    help="Comma-separated: random, shuffled (or 'none').",
+)
+@click.option(
+    "--per-class/--pooled",
+    default=True,
+    show_default=True,
+    help="Probe each object class separately and average, or all images together.",
+)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image or annotation.")
+@click.option(
+    "--n-per-class",
+    type=int,
+    default=None,
+    help="Images per class of the embedded scale set (scaleset data only; default 300).",
+)
+@click.option(
+    "--input-size", type=int, default=None, help="Square input size (default: the model's own)."
+)
 @click.option("--out", required=True, help="Run folder to write.")
 @_common_probe_options
 @_friendly
-def probe(model: str, weights: str, data_spec: str, cls: str | None, layer_names: str,
-          baselines: str, per_class: bool, strict: bool, out: str, measure: str, regressor: str,
-          alpha: float | None, reps: int, test_fraction: float, seed: int, batch_size: int,
-          device: str | None, cache_dir: str | None, force: bool) -> None:  # fmt: skip
+def probe(
+    model: str,
+    weights: str,
+    data_spec: str,
+    cls: str | None,
+    layer_names: str,
+    baselines: str,
+    per_class: bool,
+    strict: bool,
+    n_per_class: int | None,
+    input_size: int | None,
+    out: str,
+    measure: str,
+    regressor: str,
+    alpha: float | None,
+    reps: int,
+    test_fraction: float,
+    seed: int,
+    batch_size: int,
+    device: str | None,
+    cache_dir: str | None,
+    force: bool,
+) -> None:
     """Profile MODEL layer by layer on DATA with RCVs, against its baselines."""
     from rcvlab.analyses import layer_profile
     from rcvlab.data import open_data
+    from rcvlab.models import load_model
     from rcvlab.report.run import write_profile_run
     from rcvlab.runio import prepare_out
 
     out_dir = prepare_out(out, force=force)
-    data = open_data(data_spec, cls=cls, strict=strict)
+    extra = {} if n_per_class is None else {"n_per_class": n_per_class}
+    data = open_data(data_spec, cls=cls, strict=strict, **extra)
     base = [] if baselines.strip().lower() == "none" else _csv(baselines) or []
+    net = load_model(model, weights, seed=seed, input_size=input_size)
     res = layer_profile(
-        model, data, weights=weights, measure=measure, layers=layer_names, baselines=base,
-        regressor=regressor, alpha=alpha, reps=reps, test_fraction=test_fraction, seed=seed,
-        per_class=per_class, batch_size=batch_size, cache_dir=_cache_dir(cache_dir),
-        device=device, strict=strict, progress=True, command=_command_line(),
-    )  # fmt: skip
+        net,
+        data,
+        measure=measure,
+        layers=layer_names,
+        baselines=base,
+        regressor=regressor,
+        alpha=alpha,
+        reps=reps,
+        test_fraction=test_fraction,
+        seed=seed,
+        per_class=per_class,
+        batch_size=batch_size,
+        cache_dir=_cache_dir(cache_dir),
+        device=device,
+        strict=strict,
+        progress=True,
+        command=_command_line(),
+    )
     write_profile_run(out_dir, [res])
     best = res.score(res.best_layer)
-    click.echo(f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
-               f"{best.r2_mean:.3f} ± {best.r2_std:.3f}; wrote {out_dir}/")  # fmt: skip
+    click.echo(
+        f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
+        f"{best.r2_mean:.3f} ± {best.r2_std:.3f}; wrote {out_dir}/"
+    )
 
 
 @main.command()
 @click.option("--out", default="runs/demo", show_default=True)
-@click.option("--models", "model_names", default="efficientnet_lite0,mobilenet_v2", show_default=True)
+@click.option(
+    "--models", "model_names", default="efficientnet_lite0,mobilenet_v2", show_default=True
+)
 @click.option("--n-per-class", type=int, default=300, show_default=True)
 @click.option("--reps", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ridge",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ridge", show_default=True
+)
 @click.option("--cache-dir", default=None, help="Feature cache ('none' to disable).")
 @click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
 @_friendly
-def demo(out: str, model_names: str, n_per_class: int, reps: int, seed: int, regressor: str,
-         cache_dir: str | None, force: bool) -> None:  # fmt: skip
+def demo(
+    out: str,
+    model_names: str,
+    n_per_class: int,
+    reps: int,
+    seed: int,
+    regressor: str,
+    cache_dir: str | None,
+    force: bool,
+) -> None:
     """Profile ImageNet-pretrained nets on the embedded scale set (offline)."""
     from rcvlab.analyses.demo import run_demo
 
-    res = run_demo(out, models=_csv(model_names) or [], n_per_class=n_per_class, reps=reps,
-                   seed=seed, regressor=regressor, cache_dir=_cache_dir(cache_dir), force=force,
-                   command=_command_line(), echo=click.echo)  # fmt: skip
-    click.echo(f"wrote {out}/ (report.html, profile.json, profile.csv, profile.png); "
-               f"best layer of {res[0].model}: {res[0].best_layer}")  # fmt: skip
+    res = run_demo(
+        out,
+        models=_csv(model_names) or [],
+        n_per_class=n_per_class,
+        reps=reps,
+        seed=seed,
+        regressor=regressor,
+        cache_dir=_cache_dir(cache_dir),
+        force=force,
+        command=_command_line(),
+        echo=click.echo,
+    )
+    click.echo(
+        f"wrote {out}/ (report.html, profile.json, profile.csv, profile.png); "
+        f"best layer of {res[0].model}: {res[0].best_layer}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

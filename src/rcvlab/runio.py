@@ -16,7 +16,9 @@ def prepare_out(out: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Create the run folder; an existing non-empty one needs ``force`` (files are replaced)."""
     p = Path(out)
     if p.exists() and not p.is_dir():
-        raise OutputExistsError(f"Output path {p} exists and is not a folder; choose another --out.")
+        raise OutputExistsError(
+            f"Output path {p} exists and is not a folder; choose another --out."
+        )
     if p.exists() and any(p.iterdir()) and not force:
         raise OutputExistsError(
             f"Output folder {p} already exists; pass --force to overwrite its files, or choose "

@@ -48,7 +48,9 @@ def test_interrupted_extraction_resumes(setup, tmp_path):
     m, imgs = setup
     ref = extract_features(m, imgs, batch_size=4)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(m, InterruptingSet(imgs, interrupt_at=13), cache_dir=tmp_path, batch_size=4)
+        extract_features(
+            m, InterruptingSet(imgs, interrupt_at=13), cache_dir=tmp_path, batch_size=4
+        )
     (key_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert not any(p.name.endswith(".tmp") for p in (key_dir / "chunks").iterdir())
     assert not (key_dir / "features.npz").exists()
@@ -123,7 +125,8 @@ def test_killed_process_resumes_without_half_written_cache(tmp_path):
     fast = SCRIPT.format(tests=tests, delay=0.0, cache=cache, out=out)
     res = subprocess.run([sys.executable, "-c", fast], capture_output=True, text=True, check=True)
     assert res.stdout.split()[-1] == str(40 - 4 * done)
-    fresh = SCRIPT.format(tests=tests, delay=0.0, cache=str(tmp_path / "fresh"),
-                          out=str(tmp_path / "ref.npy"))  # fmt: skip
+    fresh = SCRIPT.format(
+        tests=tests, delay=0.0, cache=str(tmp_path / "fresh"), out=str(tmp_path / "ref.npy")
+    )
     subprocess.run([sys.executable, "-c", fresh], capture_output=True, check=True)
     np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "ref.npy"))

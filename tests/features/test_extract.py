@@ -33,7 +33,9 @@ def count_forwards(module):
 
 def test_gap_of_tiny_model_is_hand_computable(tiny, rng):
     imgs = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    m = load_model(tiny, input_size=32, layers=["conv", "relu", "fc"], mean=(0, 0, 0), std=(1, 1, 1))
+    m = load_model(
+        tiny, input_size=32, layers=["conv", "relu", "fc"], mean=(0, 0, 0), std=(1, 1, 1)
+    )
     calls = count_forwards(tiny)
     f = extract_features(m, imgs, batch_size=2)
     x = imgs.astype(np.float64) / 255
@@ -79,8 +81,9 @@ def test_softmax_layer_sums_to_one_and_matches_logits(rng):
     imgs = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     f = extract_features(m, imgs, layers=["pre-softmax", "softmax"])
     np.testing.assert_allclose(f["softmax"].sum(1), 1, atol=1e-5)
-    np.testing.assert_allclose(f["softmax"], torch.softmax(torch.tensor(f["pre-softmax"]), -1),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        f["softmax"], torch.softmax(torch.tensor(f["pre-softmax"]), -1), atol=1e-6
+    )
 
 
 def test_channels_last_gives_the_same_features(rng):

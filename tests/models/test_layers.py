@@ -2,11 +2,25 @@ import pytest
 
 from rcvlab import UnknownNameError, layer_dims, load_model
 
-INCEPTION_DIMS = {"mixed0": 256, "mixed1": 288, "mixed2": 288, **{f"mixed{i}": 768 for i in range(3, 8)},
-                  "mixed8": 1280, "mixed9": 2048, "mixed10": 2048, "pre-softmax": 1000, "softmax": 1000}  # fmt: skip
-RESNET_DIMS = {**{f"add{k}": 256 for k in (1, 2, 3)}, **{f"add{k}": 512 for k in range(4, 8)},
-               **{f"add{k}": 1024 for k in range(8, 14)}, **{f"add{k}": 2048 for k in (14, 15, 16)},
-               "pre-softmax": 1000, "softmax": 1000}  # fmt: skip
+INCEPTION_DIMS = {
+    "mixed0": 256,
+    "mixed1": 288,
+    "mixed2": 288,
+    **{f"mixed{i}": 768 for i in range(3, 8)},
+    "mixed8": 1280,
+    "mixed9": 2048,
+    "mixed10": 2048,
+    "pre-softmax": 1000,
+    "softmax": 1000,
+}
+RESNET_DIMS = {
+    **{f"add{k}": 256 for k in (1, 2, 3)},
+    **{f"add{k}": 512 for k in range(4, 8)},
+    **{f"add{k}": 1024 for k in range(8, 14)},
+    **{f"add{k}": 2048 for k in (14, 15, 16)},
+    "pre-softmax": 1000,
+    "softmax": 1000,
+}
 
 
 def test_inception_v3_layer_names_and_dims_match_method():

@@ -53,15 +53,27 @@ def run_demo(
     results = []
     for name in models:
         t0 = time.perf_counter()
-        res = layer_profile(name, data, weights="imagenet", regressor=regressor, reps=reps,
-                            seed=seed, cache_dir=cache_dir, progress=progress, command=command)  # fmt: skip
+        res = layer_profile(
+            name,
+            data,
+            weights="imagenet",
+            regressor=regressor,
+            reps=reps,
+            seed=seed,
+            cache_dir=cache_dir,
+            progress=progress,
+            command=command,
+        )
         best = res.score(res.best_layer)
         rnd = max(s.r2_mean for s in res.profiles["random"])
-        echo(f"{name}: best layer {res.best_layer} R² {best.r2_mean:.3f}; random-weights peak "
-             f"{rnd:.3f} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+        echo(
+            f"{name}: best layer {res.best_layer} R² {best.r2_mean:.3f}; random-weights peak "
+            f"{rnd:.3f} ({time.perf_counter() - t0:.0f} s)"
+        )
         results.append(res)
-    write_profile_run(out_dir, results, title="rcvlab demo: where is object scale encoded?",
-                      notes=DEMO_NOTES)  # fmt: skip
+    write_profile_run(
+        out_dir, results, title="rcvlab demo: where is object scale encoded?", notes=DEMO_NOTES
+    )
     return results
 
 

@@ -68,42 +68,69 @@ def layer_profile(
     """
     unknown = set(baselines) - set(BASELINES)
     if unknown:
-        raise RcvlabError(f"Unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}.")
+        raise RcvlabError(
+            f"Unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}."
+        )
     if isinstance(model, str):
         model = load_model(model, weights, seed=seed)
     elif not isinstance(model, Model):
-        raise RcvlabError("Pass a model name or a Model from rcvlab.load_model (or use "
-                          "rcvlab.load_model(module, input_size=..., layers=[...]) first).")  # fmt: skip
+        raise RcvlabError(
+            "Pass a model name or a Model from rcvlab.load_model (or use "
+            "rcvlab.load_model(module, input_size=..., layers=[...]) first)."
+        )
     data = as_image_set(data)
     y = data.measure(measure)
-    kw = dict(layers=layers, batch_size=batch_size, pooling=pooling, cache_dir=cache_dir,
-              device=device, strict=strict, progress=progress)  # fmt: skip
+    kw = dict(
+        layers=layers,
+        batch_size=batch_size,
+        pooling=pooling,
+        cache_dir=cache_dir,
+        device=device,
+        strict=strict,
+        progress=progress,
+    )
     feats = extract_features(model, data, **kw)
     random_feats = None
     if "random" in baselines:
         random_feats = extract_features(model.twin("random", seed), data, **kw)
     classes = data.classes if per_class else None
     res = probe_layers(
-        dict(feats), y, reps=reps, test_fraction=test_fraction, regressor=regressor, alpha=alpha,
-        seed=seed, classes=classes, shuffled="shuffled" in baselines,
+        dict(feats),
+        y,
+        reps=reps,
+        test_fraction=test_fraction,
+        regressor=regressor,
+        alpha=alpha,
+        seed=seed,
+        classes=classes,
+        shuffled="shuffled" in baselines,
         random_features=None if random_feats is None else dict(random_feats),
-    )  # fmt: skip
+    )
     skipped = skipped_items(data, feats)
     info = {
         **res.data,
         "source": data.source,
         "fingerprint": data.fingerprint(),
-        "n_images": int(len(data)),
+        "n_images": len(data),
         "n_skipped": len(skipped),
         "classes": sorted(set(data.classes.tolist())) if classes is not None else [],
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
     }
     return res.with_meta(
-        model=model.name, weights=model.weights, measure=measure, data=info,
-        command=command, rcvlab_version=__version__,
-        extra={**res.extra, "weights_id": model.weights_id, "pooling": pooling,
-               "preprocessing": model.preprocessing.key(), "feature_cache_key": feats.key},
-    )  # fmt: skip
+        model=model.name,
+        weights=model.weights,
+        measure=measure,
+        data=info,
+        command=command,
+        rcvlab_version=__version__,
+        extra={
+            **res.extra,
+            "weights_id": model.weights_id,
+            "pooling": pooling,
+            "preprocessing": model.preprocessing.key(),
+            "feature_cache_key": feats.key,
+        },
+    )
 
 
 def skipped_items(data: ImageSet, feats: FeatureSet | None = None) -> list[tuple[str, str]]:

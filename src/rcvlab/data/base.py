@@ -99,8 +99,11 @@ class ImageSet:
     # -- identity -----------------------------------------------------------------------
     def fingerprint(self) -> str:
         """A hash that changes whenever the images (or the recipe generating them) change."""
-        payload = {"type": type(self).__name__, "ids": self.ids,
-                   "data": self._fingerprint_payload()}  # fmt: skip
+        payload = {
+            "type": type(self).__name__,
+            "ids": self.ids,
+            "data": self._fingerprint_payload(),
+        }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

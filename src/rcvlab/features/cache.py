@@ -67,8 +67,14 @@ class FeatureCache:
         Written once to ``meta.json`` for people reading the cache.
     """
 
-    def __init__(self, root: str | os.PathLike[str], key: str, n: int, layers: list[str],
-                 meta: dict[str, object] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        key: str,
+        n: int,
+        layers: list[str],
+        meta: dict[str, object] | None = None,
+    ) -> None:
         self.dir = Path(root) / key
         self.chunk_dir = self.dir / "chunks"
         self.n = n
@@ -111,8 +117,14 @@ class FeatureCache:
             i = j
         return gaps
 
-    def write_chunk(self, start: int, stop: int, feats: dict[str, np.ndarray], valid: np.ndarray,
-                    skipped: dict[int, Skip]) -> None:  # fmt: skip
+    def write_chunk(
+        self,
+        start: int,
+        stop: int,
+        feats: dict[str, np.ndarray],
+        valid: np.ndarray,
+        skipped: dict[int, Skip],
+    ) -> None:
         """Store features of images ``[start, stop)`` atomically.
 
         ``skipped`` maps an image's index in the data set to why it has no features.
@@ -137,15 +149,15 @@ class FeatureCache:
         seen = np.zeros(stop - start, dtype=bool)
         for a, b, p in self.chunks():
             lo, hi = max(a, start), min(b, stop)
-            if lo >= hi or seen[lo - start:hi - start].all():
+            if lo >= hi or seen[lo - start : hi - start].all():
                 continue
             f, v, s = self._load(p, lo, hi, offset=a)
             for k, arr in f.items():
                 if k not in feats:
                     feats[k] = np.full((stop - start, arr.shape[1]), np.nan, dtype=np.float32)
-                feats[k][lo - start:hi - start] = arr
-            valid[lo - start:hi - start] = v
-            seen[lo - start:hi - start] = True
+                feats[k][lo - start : hi - start] = arr
+            valid[lo - start : hi - start] = v
+            seen[lo - start : hi - start] = True
             skipped.update(s)
         return {k: feats[k] for k in self.layers if k in feats}, valid, skipped
 
@@ -154,8 +166,10 @@ class FeatureCache:
         path: Path, lo: int, hi: int, offset: int
     ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[int, Skip]]:
         with np.load(path) as z:
-            feats = {k[6:]: z[k][lo - offset:hi - offset] for k in z.files if k.startswith("layer:")}
-            valid = z["valid"][lo - offset:hi - offset]
+            feats = {
+                k[6:]: z[k][lo - offset : hi - offset] for k in z.files if k.startswith("layer:")
+            }
+            valid = z["valid"][lo - offset : hi - offset]
             skipped = _decode_skips(z["skipped"])
         return feats, valid, {i: s for i, s in skipped.items() if lo <= i < hi}
 

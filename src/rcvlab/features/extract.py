@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from functools import partial
 
 import numpy as np
 import torch
@@ -59,8 +61,12 @@ def as_image_set(data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray
     if isinstance(data, np.ndarray) and data.ndim == 4:
         return ArrayImageSet(list(data))
     if isinstance(data, Sequence):
-        return ArrayImageSet([np.asarray(im.convert("RGB")) if isinstance(im, Image.Image)
-                              else np.asarray(im) for im in data])  # fmt: skip
+        return ArrayImageSet(
+            [
+                np.asarray(im.convert("RGB")) if isinstance(im, Image.Image) else np.asarray(im)
+                for im in data
+            ]
+        )
     raise RcvlabError(f"Cannot use {type(data).__name__} as images; pass an ImageSet or arrays.")
 
 
@@ -120,8 +126,9 @@ def extract_features(
         ``{layer: (n, d)}`` for the whole set, or for the shard's rows with ``shard``.
     """
     if not isinstance(model, Model):
-        model = load_model(model, input_size=input_size,
-                           layers=None if layers in (None, "all") else list(layers))  # fmt: skip
+        model = load_model(
+            model, input_size=input_size, layers=None if layers in (None, "all") else list(layers)
+        )
     elif input_size is not None and input_size != model.input_size:
         from dataclasses import replace
 
@@ -168,25 +175,40 @@ def extract_features(
             module = module.to(memory_format=torch.channels_last)
         module.eval()
         bar = _progress_bar(progress, total, f"{model.name} ({model.weights})")
+        batches = [(i0, min(i0 + batch_size, b)) for a, b in todo for i0 in range(a, b, batch_size)]
+        # Decoding and preprocessing of batch k+1 run in a thread while batch k is in the
+        # network (torch releases the GIL), so the forward pass is not kept waiting.
+        pool_ex = ThreadPoolExecutor(max_workers=1)
+        load = partial(_load_batch, model, images, resize=resize, strict=strict)
         try:
-            with capture(module, specs, pool, linear=linear) as out, torch.inference_mode(), bar as tick:  # noqa: E501
-                for a, b in todo:
-                    for i0 in range(a, b, batch_size):
-                        i1 = min(i0 + batch_size, b)
-                        feats, valid, skipped = _run_batch(model, module, images, i0, i1, out,
-                                                           names, resize, dev, channels_last, strict)  # noqa: E501  # fmt: skip
-                        if cache is not None:
-                            cache.write_chunk(i0, i1, feats, valid, skipped)
-                        else:
-                            for k, v in feats.items():
-                                if k not in mem:
-                                    mem[k] = np.full((n, v.shape[1]), np.nan, dtype=np.float32)
-                                mem[k][i0:i1] = v
-                            mem_valid[i0:i1] = valid
-                            mem_skipped.update(skipped)
-                        done += i1 - i0
-                        tick(i1 - i0)
+            with (
+                capture(module, specs, pool, linear=linear) as out,
+                torch.inference_mode(),
+                bar as tick,
+            ):
+                pending = pool_ex.submit(load, *batches[0])
+                for k, (i0, i1) in enumerate(batches):
+                    x, ok_idx, skipped = pending.result()
+                    if k + 1 < len(batches):
+                        pending = pool_ex.submit(load, *batches[k + 1])
+                    feats = _forward(
+                        module, x, ok_idx, i1 - i0, out, names, dev, channels_last, model.name
+                    )
+                    valid = np.zeros(i1 - i0, dtype=bool)
+                    valid[ok_idx] = True
+                    if cache is not None:
+                        cache.write_chunk(i0, i1, feats, valid, skipped)
+                    else:
+                        for name, v in feats.items():
+                            if name not in mem:
+                                mem[name] = np.full((n, v.shape[1]), np.nan, dtype=np.float32)
+                            mem[name][i0:i1] = v
+                        mem_valid[i0:i1] = valid
+                        mem_skipped.update(skipped)
+                    done += i1 - i0
+                    tick(i1 - i0)
         finally:
+            pool_ex.shutdown(wait=True, cancel_futures=True)
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
 
@@ -209,11 +231,10 @@ def extract_features(
     return result
 
 
-def _run_batch(
-    model: Model, module: nn.Module, images: ImageSet, i0: int, i1: int,
-    out: dict[str, torch.Tensor], names: list[str], resize: str, dev: torch.device,
-    channels_last: bool, strict: bool,
-) -> tuple[dict[str, np.ndarray], np.ndarray, dict[int, Skip]]:  # fmt: skip
+def _load_batch(
+    model: Model, images: ImageSet, i0: int, i1: int, *, resize: str, strict: bool
+) -> tuple[torch.Tensor | None, list[int], dict[int, Skip]]:
+    """Read and preprocess images ``[i0, i1)``; unreadable ones are listed, not fatal."""
     pil, ok_idx, skipped = [], [], {}
     for i in range(i0, i1):
         try:
@@ -221,25 +242,42 @@ def _run_batch(
             ok_idx.append(i - i0)
         except DataError as e:
             if strict:
-                raise DataError(f"{e} (image {i}; drop --strict to skip and list such images)") from e
+                raise DataError(
+                    f"{e} (image {i}; drop --strict to skip and list such images)"
+                ) from e
             skipped[i] = Skip(images.ids[i], str(e))
-    valid = np.zeros(i1 - i0, dtype=bool)
-    valid[ok_idx] = True
+    x = model.preprocessing(pil, mode=resize) if pil else None
+    return x, ok_idx, skipped
+
+
+def _forward(
+    module: nn.Module,
+    x: torch.Tensor | None,
+    ok_idx: list[int],
+    size: int,
+    out: dict[str, torch.Tensor],
+    names: list[str],
+    dev: torch.device,
+    channels_last: bool,
+    model_name: str,
+) -> dict[str, np.ndarray]:
+    """One forward pass; rows of unreadable images are NaN."""
     feats: dict[str, np.ndarray] = {}
-    if pil:
-        x = model.preprocessing(pil, mode=resize).to(dev)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        out.clear()
-        module(x)
-        for k in names:
-            if k not in out:
-                raise RcvlabError(f"Layer {k} was not reached in the forward pass of {model.name}.")
-            v = out[k].detach().cpu().numpy()
-            full = np.full((i1 - i0, v.shape[1]), np.nan, dtype=np.float32)
-            full[ok_idx] = v
-            feats[k] = full
-    return feats, valid, skipped
+    if x is None:
+        return feats
+    x = x.to(dev)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out.clear()
+    module(x)
+    for k in names:
+        if k not in out:
+            raise RcvlabError(f"Layer {k} was not reached in the forward pass of {model_name}.")
+        v = out[k].detach().cpu().numpy()
+        full = np.full((size, v.shape[1]), np.nan, dtype=np.float32)
+        full[ok_idx] = v
+        feats[k] = full
+    return feats
 
 
 def _progress_bar(progress: bool | Callable[[int, int], None], total: int, label: str):
@@ -253,12 +291,23 @@ def _progress_bar(progress: bool | Callable[[int, int], None], total: int, label
         return nullcontext(tick)
     if not progress:
         return nullcontext(lambda k: None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     class _Bar:
         def __enter__(self):
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), transient=False)  # fmt: skip
+            self.p = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self.p.__enter__()
             self.t = self.p.add_task(f"extract {label}", total=total)
             return lambda k: self.p.advance(self.t, k)
@@ -269,8 +318,9 @@ def _progress_bar(progress: bool | Callable[[int, int], None], total: int, label
     return _Bar()
 
 
-def layer_dims(model: Model, layers: Sequence[str] | str | None = None,
-               input_size: int | None = None) -> dict[str, int]:  # fmt: skip
+def layer_dims(
+    model: Model, layers: Sequence[str] | str | None = None, input_size: int | None = None
+) -> dict[str, int]:
     """Feature dimension of each layer, from one forward pass of a blank image."""
     specs = model.resolve(layers)
     size = input_size or model.input_size

@@ -38,8 +38,11 @@ def capture(
             if spec.kind == "output":
                 handles.append(target.register_forward_hook(store(spec.name)))
             elif spec.kind == "softmax":
-                handles.append(target.register_forward_hook(
-                    store(spec.name, lambda t: torch.softmax(t.float(), dim=-1))))  # fmt: skip
+                handles.append(
+                    target.register_forward_hook(
+                        store(spec.name, lambda t: torch.softmax(t.float(), dim=-1))
+                    )
+                )
             elif spec.kind == "residual_sum":
                 if not linear:
                     raise RcvlabError(
@@ -80,9 +83,11 @@ def _residual_sum_hooks(
     def on_block(_m: nn.Module, _i: object, _y: torch.Tensor) -> None:
         out[name] = parts.pop("residual") + parts.pop("identity")
 
-    hs = [block.register_forward_pre_hook(on_input),
-          block.get_submodule(last_bn).register_forward_hook(on_bn),
-          block.register_forward_hook(on_block)]  # fmt: skip
+    hs = [
+        block.register_forward_pre_hook(on_input),
+        block.get_submodule(last_bn).register_forward_hook(on_bn),
+        block.register_forward_hook(on_block),
+    ]
     if getattr(block, "downsample", None) is not None:
         hs.append(block.downsample.register_forward_hook(on_downsample))
     return hs

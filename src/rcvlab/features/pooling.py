@@ -36,7 +36,8 @@ def get_pooling(name: str) -> tuple[Pool, bool]:
     """Return ``(pool, is_linear)`` for a pooling name."""
     if name not in POOLINGS:
         raise UnknownNameError(
-            f"Unknown pooling '{name}'.{did_you_mean(name, POOLINGS)} Available: {', '.join(POOLINGS)}."
+            f"Unknown pooling '{name}'.{did_you_mean(name, POOLINGS)} "
+            f"Available: {', '.join(POOLINGS)}."
         )
     return POOLINGS[name]
 

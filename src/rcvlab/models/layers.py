@@ -51,10 +51,23 @@ class LayerSpec:
 
 def inception_v3_layers() -> list[LayerSpec]:
     """The papers' Keras names for torchvision's InceptionV3 (METHOD.md §2)."""
-    tv = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
-          "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]  # fmt: skip
-    specs = [LayerSpec(f"mixed{i}", m, note=f"Keras mixed{i} = torchvision {m}") for i, m in
-             enumerate(tv)]  # fmt: skip
+    tv = [
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
+    ]
+    specs = [
+        LayerSpec(f"mixed{i}", m, note=f"Keras mixed{i} = torchvision {m}")
+        for i, m in enumerate(tv)
+    ]
     return [*specs, *_head("fc")]
 
 

@@ -27,8 +27,12 @@ from rcvlab.models.layers import (
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS,
-             "nearest": Image.NEAREST}  # fmt: skip
+_RESAMPLE = {
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+    "nearest": Image.NEAREST,
+}
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,13 @@ class Preprocessing:
         return (x - mean) / std
 
     def key(self) -> dict[str, object]:
-        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct}  # fmt: skip
+        return {
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
 
 
 @dataclass(frozen=True)
@@ -133,12 +142,15 @@ class Model:
             for m in module.modules():
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
-        return replace(self, module=module.eval(), weights="random",
-                       weights_id=f"random:{seed}", seed=seed)  # fmt: skip
+        return replace(
+            self, module=module.eval(), weights="random", weights_id=f"random:{seed}", seed=seed
+        )
 
     def __repr__(self) -> str:
-        return (f"Model({self.name!r}, weights={self.weights!r}, layers={len(self.layer_specs)}, "
-                f"input_size={self.input_size})")  # fmt: skip
+        return (
+            f"Model({self.name!r}, weights={self.weights!r}, layers={len(self.layer_specs)}, "
+            f"input_size={self.input_size})"
+        )
 
 
 # -- architectures ----------------------------------------------------------------------
@@ -307,10 +319,18 @@ def load_model(
             raise RcvlabError("Pass input_size=... for a custom torch.nn.Module.")
         module = name.eval()
         specs = [LayerSpec(p, p) for p in layers] if layers else discover_layers(module)
-        model = Model("custom", module, (), Preprocessing(int(input_size), tuple(mean), tuple(std)),
-                      "custom", f"custom:{W.state_digest(module)}", seed)  # fmt: skip
-        model = replace(model, layer_specs=tuple(model.resolve([s.name for s in specs])
-                                                 if layers else specs))  # fmt: skip
+        model = Model(
+            "custom",
+            module,
+            (),
+            Preprocessing(int(input_size), tuple(mean), tuple(std)),
+            "custom",
+            f"custom:{W.state_digest(module)}",
+            seed,
+        )
+        model = replace(
+            model, layer_specs=tuple(model.resolve([s.name for s in specs]) if layers else specs)
+        )
         return model
     weights = os.fspath(weights)
     if weights not in ("imagenet", "random") and not Path(weights).is_file():
@@ -322,8 +342,13 @@ def load_model(
         module, wid = _timm(arch, weights, seed)
         cfg = getattr(module, "pretrained_cfg", {}) or {}
         size = int(input_size or cfg.get("input_size", (3, 224, 224))[-1])
-        pre = Preprocessing(size, tuple(cfg.get("mean", mean)), tuple(cfg.get("std", std)),
-                            cfg.get("interpolation", "bilinear"), cfg.get("crop_pct", 0.875))  # fmt: skip
+        pre = Preprocessing(
+            size,
+            tuple(cfg.get("mean", mean)),
+            tuple(cfg.get("std", std)),
+            cfg.get("interpolation", "bilinear"),
+            cfg.get("crop_pct", 0.875),
+        )
         specs = discover_layers(module)
         cats = _imagenet_categories() if cfg.get("num_classes", 1000) == 1000 else ()
     else:
@@ -347,5 +372,11 @@ def load_model(
     return Model(name, module, tuple(specs), pre, weights, wid, seed, cats, builder)
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Model", "Preprocessing", "available_models",
-           "load_model"]  # fmt: skip
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Model",
+    "Preprocessing",
+    "available_models",
+    "load_model",
+]

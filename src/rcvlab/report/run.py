@@ -54,8 +54,14 @@ def write_profile_run(
                 skipped.append((s["path"], s["reason"]))
     write_skipped(out / "skipped.csv", skipped)
     files["skipped.csv"] = out / "skipped.csv"
-    write_report(out / "report.html", list(results), title=title, figures={"profile": fig},
-                 skipped=skipped, notes=list(notes))  # fmt: skip
+    write_report(
+        out / "report.html",
+        list(results),
+        title=title,
+        figures={"profile": fig},
+        skipped=skipped,
+        notes=list(notes),
+    )
     files["report.html"] = out / "report.html"
     return files
 

@@ -1,0 +1,155 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from rcvlab.cli import main
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_help_lists_all_commands(runner):
+    r = runner.invoke(main, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("probe", "layers", "models", "demo"):
+        assert cmd in r.output
+
+
+def test_layers_lists_names_and_dims(runner):
+    r = runner.invoke(main, ["layers", "inception_v3", "--input-size", "75"])
+    assert r.exit_code == 0, r.output
+    assert "mixed8" in r.output and "1280" in r.output and "Mixed_7a" in r.output
+    r = runner.invoke(main, ["layers", "resnet50"])
+    assert "add15" in r.output and "before its ReLU" in r.output
+
+
+def test_unknown_model_is_one_line_exit_2(runner):
+    r = runner.invoke(main, ["layers", "resnet5"])
+    assert r.exit_code == 2
+    assert r.stderr.strip().count("\n") == 0 and "Did you mean 'resnet50'" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def _csv_data(tmp_path, n=24, constant=False):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        side = int(rng.integers(8, 60))
+        img = np.full((64, 64, 3), 30, np.uint8)
+        img[:side, :side] = 220
+        Image.fromarray(img).save(tmp_path / f"im{i}.png")
+        rows.append({"path": f"im{i}.png", "area": 1.0 if constant else side * side / 64**2})
+    pd.DataFrame(rows).to_csv(tmp_path / "data.csv", index=False)
+    return tmp_path / "data.csv"
+
+
+def test_probe_end_to_end_on_a_csv(runner, tmp_path):
+    csv = _csv_data(tmp_path)
+    out = tmp_path / "run"
+    args = [
+        "probe",
+        "--model",
+        "timm:resnet10t",
+        "--weights",
+        "random",
+        "--data",
+        f"csv:{csv}",
+        "--measure",
+        "area",
+        "--input-size",
+        "64",
+        "--reps",
+        "3",
+        "--regressor",
+        "ridge",
+        "--layers",
+        "layer1.0,layer4.0,pre-softmax",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+    ]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0, r.output + (r.stderr or "")
+    prof = json.loads((out / "profile.json").read_text())
+    assert prof["model"] == "timm:resnet10t" and prof["measure"] == "area"
+    assert [x["layer"] for x in prof["profiles"]["model"]] == [
+        "layer1.0",
+        "layer4.0",
+        "pre-softmax",
+    ]
+    assert set(prof["profiles"]) == {"model", "random", "shuffled"}
+    assert all(len(x["r2"]) == 3 for x in prof["profiles"]["model"])
+    assert prof["command"].startswith("rcvlab probe --model timm:resnet10t")
+    for f in ("profile.csv", "profile.png", "report.html", "skipped.csv"):
+        assert (out / f).exists()
+    r2 = runner.invoke(main, args)
+    assert r2.exit_code == 2 and "--force" in r2.stderr
+
+
+def test_probe_errors_are_one_line(runner, tmp_path):
+    csv = _csv_data(tmp_path, constant=True)
+    base = [
+        "probe",
+        "--model",
+        "timm:resnet10t",
+        "--weights",
+        "random",
+        "--data",
+        f"csv:{csv}",
+        "--input-size",
+        "64",
+        "--reps",
+        "2",
+        "--cache-dir",
+        "none",
+    ]
+    r = runner.invoke(main, [*base, "--measure", "area", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "constant" in r.stderr and r.stderr.count("\n") == 1
+    r = runner.invoke(main, [*base, "--measure", "aera", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "Did you mean 'area'" in r.stderr
+    r = runner.invoke(
+        main, [*base, "--measure", "area", "--layers", "layer9", "--out", str(tmp_path / "c")]
+    )
+    assert r.exit_code == 2 and "Unknown layer 'layer9'" in r.stderr
+    r = runner.invoke(main, [*base, "--data", "nope:x", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and r.stderr.startswith("error:")
+
+
+@pytest.mark.slow
+def test_probe_on_tiny_scaleset(runner, tmp_path):
+    out = tmp_path / "run"
+    r = runner.invoke(
+        main,
+        [
+            "probe",
+            "--model",
+            "efficientnet_lite0",
+            "--weights",
+            "random",
+            "--data",
+            "scaleset:cat,coffee",
+            "--n-per-class",
+            "24",
+            "--input-size",
+            "64",
+            "--reps",
+            "2",
+            "--layers",
+            "stem,block4a,head",
+            "--cache-dir",
+            "none",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output + (r.stderr or "")
+    prof = json.loads((out / "profile.json").read_text())
+    assert prof["data"]["n_images"] == 48 and prof["data"]["classes"] == ["cat", "coffee"]
+    assert all(len(x["r2"]) == 4 for x in prof["profiles"]["model"])  # 2 classes x 2 reps
