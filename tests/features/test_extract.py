@@ -128,3 +128,13 @@ def test_unknown_layer_and_bad_options(tiny, rng):
         extract_features(m, imgs, pooling="median")
     with pytest.raises(DataError, match="No images"):
         extract_features(m, np.zeros((0, 32, 32, 3), np.uint8))
+
+
+@pytest.mark.gpu
+def test_cuda_extraction_matches_cpu(rng):
+    m = load_model("resnet50", "random", input_size=64)
+    imgs = rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    cpu = extract_features(m, imgs, layers=["add3", "add16", "softmax"], device="cpu")
+    gpu = extract_features(m, imgs, layers=["add3", "add16", "softmax"], device="cuda")
+    for k in cpu:
+        np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-3, atol=1e-4)
