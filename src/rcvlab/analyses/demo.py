@@ -49,7 +49,7 @@ def run_demo(
 
     out_dir = prepare_out(out, force=force)
     data = scaleset(n_per_class=n_per_class, seed=seed)
-    echo(f"embedded scale set: {len(data)} images, classes {sorted(set(data.classes))}")
+    echo(f"embedded scale set: {len(data)} images, classes {sorted(set(data.classes.tolist()))}")
     results = []
     for name in models:
         t0 = time.perf_counter()

@@ -35,7 +35,7 @@ from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 REGRESSORS: tuple[str, ...] = ("ols", "ridge", "lasso")
 """Names accepted by ``regressor``."""
 
-RIDGE_ALPHAS: NDArray[np.float64] = np.logspace(-2, 4, 13)
+RIDGE_ALPHAS: NDArray[np.float64] = np.logspace(-2, 6, 17)
 """Candidate alphas of ``ridge`` when none is given: 0.01 ... 10000, two per decade."""
 
 CONSTANT_RTOL = 1e-6

@@ -1,0 +1,415 @@
+"""A self-contained one-page HTML report of layer-wise concept profiles.
+
+Figures are embedded as base64 data URIs and the style sheet is inline, so the single file
+can be mailed or archived without any other asset; the page has no JavaScript. Every piece
+of text that comes from a run (commands, paths, layer names, notes) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from html import escape
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from rcvlab.probe.result import LayerScore, ProfileResult
+
+FigureLike = Figure | str | os.PathLike[str]
+SkipLike = Any  # a ``(path, reason)`` pair or an object with ``.path`` and ``.reason``
+
+#: Distributions whose versions every report lists (the python version comes first).
+ENV_PACKAGES: tuple[str, ...] = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "matplotlib",
+    "rcvlab",
+)
+NOT_INSTALLED = "not installed"
+#: Skip lists longer than this are folded into a ``<details>`` element.
+SKIPPED_OPEN_MAX = 10
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
+h2 { border-bottom: 1px solid #bbb; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; }
+th { background: #eee; text-align: left; }
+td.num { text-align: right; font-family: "SFMono-Regular", Consolas, monospace;
+         white-space: nowrap; }
+tr.best td { background: #fff3bf; font-weight: bold; }
+dl.meta { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; }
+dl.meta dt { font-weight: bold; }
+dl.meta dd { margin: 0; }
+pre { background: #f6f6f6; border: 1px solid #ddd; padding: .6em; overflow-x: auto;
+      white-space: pre-wrap; word-break: break-all; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: .9em; color: #555; }
+.note { background: #f3f7ff; border-left: 4px solid #4a7bd0; padding: .4em .8em; }
+.muted { color: #777; }
+"""
+
+
+# -- environment ----------------------------------------------------------------------------
+
+
+def environment_info(packages: Iterable[str] = ENV_PACKAGES) -> dict[str, str]:
+    """Versions of Python and of the packages a run depends on.
+
+    Versions are read from the installed distributions' metadata, so nothing is imported.
+
+    Parameters
+    ----------
+    packages : iterable of str
+        Distribution names to look up.
+
+    Returns
+    -------
+    dict of str to str
+        ``{"python": ..., "platform": ..., <package>: <version or "not installed">}``.
+    """
+    info = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in packages:
+        try:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            info[name] = NOT_INSTALLED
+    return info
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+
+def fmt_num(x: float | None, digits: int = 3) -> str:
+    """Format a number for the tables: 3 decimals, coarser for huge magnitudes.
+
+    Parameters
+    ----------
+    x : float or None
+        The value; ``None`` and NaN give ``"n/a"``.
+    digits : int
+        Decimals for ordinary values.
+
+    Returns
+    -------
+    str
+        E.g. ``"0.842"``, ``"-3861"`` (integers from 1000 on), ``"-2.5e+07"`` (from 1e6 on),
+        ``"n/a"``.
+    """
+    if x is None:
+        return "n/a"
+    x = float(x)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if abs(x) >= 1e6:
+        return f"{x:.4g}"
+    if abs(x) >= 1000:
+        return f"{x:.0f}"
+    return f"{x:.{digits}f}"
+
+
+def fmt_score(s: LayerScore | None, *, ci: bool = True) -> str:
+    """``"mean ± std [low, high]"`` of one layer's test R² (``"n/a"`` when missing)."""
+    if s is None:
+        return "n/a"
+    text = f"{fmt_num(s.r2_mean)} ± {fmt_num(s.r2_std)}"
+    if ci:
+        text += f" [{fmt_num(s.r2_ci95[0])}, {fmt_num(s.r2_ci95[1])}]"
+    return text
+
+
+def _e(x: Any) -> str:
+    return escape(str(x), quote=True)
+
+
+def _figure_data_uri(fig: FigureLike) -> str:
+    if isinstance(fig, Figure):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    path = Path(fig)
+    mime = _MIME.get(path.suffix.lower())
+    if mime is None:
+        raise ValueError(f"Cannot embed figure '{path}': use one of {sorted(_MIME)}.")
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _skip_pair(item: SkipLike) -> tuple[str, str]:
+    if hasattr(item, "path") and hasattr(item, "reason"):
+        return str(item.path), str(item.reason)
+    path, reason = item
+    return str(path), str(reason)
+
+
+def _meta_list(rows: Iterable[tuple[str, str]]) -> str:
+    """A definition list; keys and values are raw text and escaped here."""
+    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
+    return f'<dl class="meta">{items}</dl>'
+
+
+# -- sections -------------------------------------------------------------------------------
+
+
+def _anchor(i: int) -> str:
+    return f"result-{i + 1}"
+
+
+def _result_name(r: ProfileResult) -> str:
+    return " — ".join(p for p in (r.model, r.measure) if p) or "profile"
+
+
+def _overview(results: Sequence[ProfileResult]) -> str:
+    rows = []
+    for i, r in enumerate(results):
+        best = r.score(r.best_layer)
+        rows.append(
+            "<tr>"
+            f'<td><a href="#{_anchor(i)}">{_e(r.model or "?")}</a></td>'
+            f"<td>{_e(r.weights)}</td><td>{_e(r.measure)}</td>"
+            f"<td>{_e(r.best_layer)}</td>"
+            f'<td class="num">{_e(fmt_score(best))}</td>'
+            f'<td class="num">{_e(fmt_num(best.r2_norm_mean))}</td>'
+            "</tr>"
+        )
+    return (
+        "<table><thead><tr><th>model</th><th>weights</th><th>measure</th><th>best layer</th>"
+        "<th>test R² mean ± std [95 % CI]</th><th>e^(R²−1)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _data_rows(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    first = ("source", "n_images", "n_skipped")
+    rows = [(f"data {k}", str(data[k])) for k in first if k in data]
+    # the skipped items have their own section
+    rows += [(f"data {k}", str(v)) for k, v in data.items() if k not in (*first, "skipped")]
+    return rows
+
+
+def _layer_table(r: ProfileResult) -> str:
+    kinds = [k for k in ("random", "shuffled") if k in r.profiles]
+    lookup = {k: {s.layer: s for s in r.profiles[k]} for k in kinds}
+    heads = {"random": "random weights R²", "shuffled": "shuffled measures R²"}
+    weights = r.weights or "model"
+    head = (
+        "<tr><th>#</th><th>layer</th><th>dim</th>"
+        f"<th>{_e(weights)} R² mean ± std [95 % CI]</th>"
+        + "".join(f"<th>{heads[k]} mean ± std</th>" for k in kinds)
+        + "<th>e^(R²−1)</th></tr>"
+    )
+    best = r.best_layer
+    rows = []
+    for i, s in enumerate(r.profiles["model"]):
+        cls = ' class="best"' if s.layer == best else ""
+        mark = " ★" if s.layer == best else ""
+        cells = [
+            f'<td class="num">{i}</td>',
+            f"<td>{_e(s.layer)}{mark}</td>",
+            f'<td class="num">{s.dim}</td>',
+            f'<td class="num">{_e(fmt_score(s))}</td>',
+        ]
+        cells += [
+            f'<td class="num">{_e(fmt_score(lookup[k].get(s.layer), ci=False))}</td>' for k in kinds
+        ]
+        cells.append(f'<td class="num">{_e(fmt_num(s.r2_norm_mean))}</td>')
+        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _result_section(i: int, r: ProfileResult) -> str:
+    best = r.score(r.best_layer)
+    regressor = r.regressor if r.alpha is None else f"{r.regressor} (alpha = {r.alpha:g})"
+    rows: list[tuple[str, str]] = [
+        ("model", r.model or "n/a"),
+        ("weights", r.weights or "n/a"),
+        ("measure", r.measure or "n/a"),
+        *_data_rows(r.data),
+        ("regressor", regressor),
+        ("repetitions", str(r.reps)),
+        ("test fraction", f"{r.test_fraction:g}"),
+        ("seed", str(r.seed)),
+        ("baselines", ", ".join(k for k in r.profiles if k != "model") or "none"),
+        ("best layer", r.best_layer),
+        ("best layer test R²", f"{fmt_score(best)} (e^(R²−1) = {fmt_num(best.r2_norm_mean)})"),
+        ("rcvlab version", r.rcvlab_version or "n/a"),
+    ]
+    # per-fit details (e.g. every chosen ridge alpha) stay in profile.json, not on the page
+    rows += [(f"extra {k}", str(v)) for k, v in r.extra.items() if len(str(v)) <= 200]
+    command = (
+        f"<pre><code>{_e(r.command)}</code></pre>"
+        if r.command
+        else '<p class="muted">(no command recorded)</p>'
+    )
+    return (
+        f'<section id="{_anchor(i)}"><h2>{_e(_result_name(r))}</h2>'
+        f"{_meta_list(rows)}<h3>Command</h3>{command}"
+        "<h3>Test R² per layer</h3>"
+        '<p class="muted">Layers in network order; ★ marks the best layer (highest mean '
+        "test R² of the model). Below 0 (e^(R²−1) &lt; 1/e ≈ 0.368) the regression is worse "
+        "than predicting the mean.</p>"
+        f"{_layer_table(r)}</section>"
+    )
+
+
+def _figures_section(figures: Mapping[str, FigureLike]) -> str:
+    parts = [
+        f'<figure><img src="{_figure_data_uri(fig)}" alt="{_e(caption)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        for caption, fig in figures.items()
+    ]
+    return "<h2>Figures</h2>" + "".join(parts) if parts else ""
+
+
+def _skipped_section(skipped: Sequence[SkipLike]) -> str:
+    pairs = [_skip_pair(s) for s in skipped]
+    if not pairs:
+        return '<h2>Skipped items</h2><p class="muted">None.</p>'
+    rows = "".join(f"<tr><td>{_e(p)}</td><td>{_e(reason)}</td></tr>" for p, reason in pairs)
+    head = "<thead><tr><th>path</th><th>reason</th></tr></thead>"
+    table = f"<table>{head}<tbody>{rows}</tbody></table>"
+    if len(pairs) > SKIPPED_OPEN_MAX:
+        table = f"<details><summary>{len(pairs)} items skipped (show)</summary>{table}</details>"
+    return f"<h2>Skipped items ({len(pairs)})</h2>{table}"
+
+
+def _environment_section(environment: Mapping[str, str]) -> str:
+    rows = "".join(
+        f'<tr><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in environment.items()
+    )
+    return (
+        "<h2>Environment</h2><table><thead><tr><th>component</th><th>version</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table>"
+    )
+
+
+# -- public API -----------------------------------------------------------------------------
+
+
+def render_report(
+    results: Sequence[ProfileResult],
+    *,
+    title: str,
+    figures: Mapping[str, FigureLike] | None = None,
+    skipped: Sequence[SkipLike] = (),
+    notes: Sequence[str] = (),
+    environment: Mapping[str, str] | None = None,
+) -> str:
+    """Render a self-contained one-page HTML report.
+
+    Parameters
+    ----------
+    results : sequence of ProfileResult
+        The profiles to report, in display order.
+    title : str
+        Page title.
+    figures : mapping of str to Figure or path, optional
+        Caption -> figure (a :class:`~matplotlib.figure.Figure`, or a PNG/JPEG/SVG file),
+        embedded as base64 data URIs. When omitted, one side-by-side profile figure of all
+        results is drawn (:func:`rcvlab.viz.plot_profiles`); pass ``{}`` for none.
+    skipped : sequence
+        Items left out of the data, each a ``(path, reason)`` pair or an object with ``path``
+        and ``reason`` attributes (e.g. :class:`rcvlab.data.base.Skip`).
+    notes : sequence of str
+        Paragraphs shown under the title (what the run shows and what it does not).
+    environment : mapping of str to str, optional
+        Component -> version; defaults to :func:`environment_info`.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    if figures is None:
+        from rcvlab.viz.profile import plot_profiles
+
+        figures = (
+            {"Normalised test R² e^(R²−1) per layer (95 % CI error bars)": plot_profiles(results)}
+            if results
+            else {}
+        )
+    env = environment_info() if environment is None else environment
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="muted">Generated {stamp}.</p>',
+        *(f'<p class="note">{_e(n)}</p>' for n in notes),
+    ]
+    if results:
+        body += ["<h2>Overview</h2>", _overview(results)]
+    body.append(_figures_section(figures))
+    body += [_result_section(i, r) for i, r in enumerate(results)]
+    body += [_skipped_section(skipped), _environment_section(env)]
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(b for b in body if b)
+        + "\n</body></html>\n"
+    )
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    results: Sequence[ProfileResult],
+    **kwargs: Any,
+) -> Path:
+    """Render the report and write it atomically (temporary file, then :func:`os.replace`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination ``.html`` file; its directory must exist.
+    results : sequence of ProfileResult
+        The profiles to report.
+    **kwargs
+        Passed to :func:`render_report` (``title`` is required there).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    text = render_report(results, **kwargs)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+__all__ = [
+    "ENV_PACKAGES",
+    "environment_info",
+    "fmt_num",
+    "fmt_score",
+    "render_report",
+    "write_report",
+]

@@ -1,0 +1,238 @@
+"""Layer-wise concept profiles drawn in the style of the papers' Figure 8.
+
+Every layer gets the normalised score ``e^(R² - 1)`` (``1/e`` means "as good as predicting
+the mean", values near 0 mean a collapsed regression) for the model, its random-weights twin
+and the shuffled-measures baseline. The functions only build :class:`matplotlib.figure.Figure`
+objects; saving or showing them is up to the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from rcvlab.probe.result import LayerScore, ProfileResult
+from rcvlab.probe.stats import mean_ci95
+from rcvlab.probe.stats import normalised_r2 as normalised
+
+#: Plotting order, legend labels (the model's label is derived from its weights) and colours
+#: (blue / orange / green as in the papers' figures).
+CURVES: tuple[tuple[str, str, str], ...] = (
+    ("model", "", "tab:blue"),
+    ("random", "random weights", "tab:orange"),
+    ("shuffled", "shuffled measures", "tab:green"),
+)
+ERRORBAR_NOTE = "error bars: 95 % CI of the mean over repetitions"
+Y_LABEL = "normalised test R²  e^(R²−1)"
+Y_LIMITS = (0.0, 1.05)
+
+
+def normalised_ci95(score: LayerScore) -> tuple[float, float]:
+    """95 % interval of the mean normalised score of one layer.
+
+    A Student-t interval (:func:`rcvlab.probe.stats.mean_ci95`) over the per-repetition
+    values ``e^(R²_i - 1)``, so that it belongs to the plotted point ``r2_norm_mean`` (their
+    mean). Without repetitions the stored R² interval is mapped through ``e^(x - 1)``.
+
+    Parameters
+    ----------
+    score : LayerScore
+        The layer's scores.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)``, clipped below at 0 (the score is positive); NaN when unknown.
+    """
+    values = np.atleast_1d(normalised(np.asarray(score.r2, dtype=np.float64)))
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        lo, hi = score.r2_ci95
+        return (
+            float(normalised(lo)) if math.isfinite(lo) else math.nan,
+            float(normalised(hi)) if math.isfinite(hi) else math.nan,
+        )
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    lo, hi = mean_ci95(values)
+    return max(lo, 0.0), hi
+
+
+def model_label(result: ProfileResult) -> str:
+    """Legend label of the model curve: ``"ImageNet"`` for ImageNet weights, else the weights."""
+    weights = result.weights.strip()
+    if not weights:
+        return "pretrained"
+    if "imagenet" in weights.lower():
+        return "ImageNet"
+    return weights
+
+
+def _series(result: ProfileResult, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Return ``(y, err_low, err_high)`` of profile ``kind`` aligned to the model's layers."""
+    scores = result.profiles.get(kind)
+    if not scores:
+        return None
+    by_layer = {s.layer: s for s in scores}
+    n = len(result.layers)
+    y = np.full(n, np.nan)
+    lo = np.zeros(n)
+    hi = np.zeros(n)
+    for i, layer in enumerate(result.layers):
+        s = by_layer.get(layer)
+        if s is None:
+            continue
+        y[i] = s.r2_norm_mean
+        ci_lo, ci_hi = normalised_ci95(s)
+        # Error bars are distances from the point; an unknown bound draws no bar on that side.
+        lo[i] = max(y[i] - ci_lo, 0.0) if math.isfinite(ci_lo) and math.isfinite(y[i]) else 0.0
+        hi[i] = max(ci_hi - y[i], 0.0) if math.isfinite(ci_hi) and math.isfinite(y[i]) else 0.0
+    return y, lo, hi
+
+
+def _default_title(result: ProfileResult) -> str:
+    parts = [p for p in (result.model, result.measure) if p]
+    return " — ".join(parts) if parts else "concept profile"
+
+
+def _root_figure(ax: Axes) -> Figure:
+    try:
+        fig = ax.get_figure(root=True)
+    except TypeError:  # matplotlib < 3.10 has no ``root`` and returns the root already
+        fig = ax.get_figure()
+    assert isinstance(fig, Figure)
+    return fig
+
+
+def plot_profile(
+    result: ProfileResult,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    legend: bool = True,
+) -> Figure:
+    """Draw one layer-wise profile: model, random-weights twin and shuffled measures.
+
+    Parameters
+    ----------
+    result : ProfileResult
+        The profile; ``profiles["model"]`` fixes the layers and their order, baselines that
+        were not run are left out.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure with one axes is made when omitted.
+    title : str, optional
+        Axes title; defaults to ``"<model> — <measure>"``.
+    legend : bool
+        Whether to draw the legend in this axes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure holding the axes. The axes has one errorbar container per curve, in the
+        order model, random, shuffled; y is ``r2_norm_mean`` of each layer, the error bars
+        are 95 % intervals (see :func:`normalised_ci95`).
+    """
+    if ax is None:
+        n = len(result.layers)
+        fig = Figure(figsize=(max(5.0, 1.2 + 0.42 * n), 4.2), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+    else:
+        fig = _root_figure(ax)
+
+    layers = result.layers
+    x = np.arange(len(layers))
+    for kind, label, color in CURVES:
+        series = _series(result, kind)
+        if series is None:
+            continue
+        y, lo, hi = series
+        ax.errorbar(
+            x,
+            y,
+            yerr=np.vstack([lo, hi]),
+            label=label or model_label(result),
+            color=color,
+            marker="o",
+            markersize=4,
+            linewidth=1.5,
+            capsize=3,
+        )
+
+    ax.axhline(1.0 / math.e, color="tab:red", linestyle="--", linewidth=1.2, label="R² = 0")
+
+    best = result.best_layer
+    i_best = layers.index(best)
+    best_score = result.score(best)
+    ax.axvline(i_best, color="0.6", linestyle=":", linewidth=1.0, zorder=0)
+    ax.plot(
+        [i_best],
+        [best_score.r2_norm_mean],
+        linestyle="none",
+        marker="*",
+        markersize=15,
+        markerfacecolor="gold",
+        markeredgecolor="black",
+        zorder=5,
+        label=f"best layer: {best}",
+    )
+
+    ax.set_xticks(x, layers, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_xlim(-0.5, len(layers) - 0.5)
+    ax.set_ylim(*Y_LIMITS)
+    ax.set_ylabel(Y_LABEL)
+    ax.set_xlabel(f"layer ({ERRORBAR_NOTE})")
+    ax.set_title(_default_title(result) if title is None else title)
+    ax.grid(axis="y", alpha=0.3)
+    if legend:
+        ax.legend(loc="lower left", fontsize="small", framealpha=0.85)
+    return fig
+
+
+def plot_profiles(
+    results: Sequence[ProfileResult],
+    *,
+    titles: Sequence[str] | None = None,
+) -> Figure:
+    """Draw several profiles side by side, one panel per result (e.g. one per model).
+
+    Parameters
+    ----------
+    results : sequence of ProfileResult
+        The profiles, drawn left to right.
+    titles : sequence of str, optional
+        One title per panel; defaults to ``"<model> — <measure>"``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A figure with ``len(results)`` axes sharing the y axis.
+    """
+    if not results:
+        raise ValueError("plot_profiles needs at least one result.")
+    if titles is not None and len(titles) != len(results):
+        raise ValueError(f"Got {len(titles)} titles for {len(results)} results.")
+    widths = [max(4.0, 1.0 + 0.42 * len(r.layers)) for r in results]
+    fig = Figure(figsize=(sum(widths), 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(results), sharey=True, squeeze=False, width_ratios=widths)[0]
+    for i, (result, ax) in enumerate(zip(results, axes, strict=True)):
+        plot_profile(result, ax=ax, title=None if titles is None else titles[i])
+        if i > 0:
+            ax.set_ylabel("")
+    return fig
+
+
+__all__ = [
+    "ERRORBAR_NOTE",
+    "model_label",
+    "normalised",
+    "normalised_ci95",
+    "plot_profile",
+    "plot_profiles",
+]
