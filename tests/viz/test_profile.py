@@ -102,12 +102,18 @@ def test_reference_line_ticks_limits_and_labels() -> None:
     assert len(ref) == 1 and ref[0].get_linestyle() == "--"
     assert [t.get_text() for t in ax.get_xticklabels()] == list(LAYERS)
     assert all(t.get_rotation() > 0 for t in ax.get_xticklabels())
-    assert ax.get_ylim() == pytest.approx((0.0, 1.05))
+    assert ax.get_ylim() == pytest.approx((0.0, 1.1))
     assert "e^(R²−1)" in ax.get_ylabel()
-    assert "95 %" in ax.get_xlabel()
+    assert "95 % CI" in ax.get_legend().get_title().get_text()
     assert ax.get_title() == "inception_v3 — scale"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "R² = 0" in legend and "best layer: mixed8" in legend
+    assert legend == [
+        "R² = 0",
+        "best layer",
+        "ImageNet",
+        "random weights",
+        "shuffled measures",
+    ]
 
 
 def test_best_layer_is_marked_at_its_score() -> None:
@@ -117,6 +123,9 @@ def test_best_layer_is_marked_at_its_score() -> None:
     (star,) = [ln for ln in ax.lines if ln.get_marker() == "*"]
     assert list(star.get_xdata()) == [LAYERS.index("mixed8")]
     assert star.get_ydata()[0] == pytest.approx(result.score("mixed8").r2_norm_mean)
+    (note,) = ax.texts
+    assert note.get_text() == "mixed8"
+    assert note.xy == pytest.approx((LAYERS.index("mixed8"), star.get_ydata()[0]))
 
 
 def test_collapsed_softmax_plots_near_zero() -> None:
@@ -196,6 +205,9 @@ def test_plot_profiles_one_panel_per_result() -> None:
         "mobilenetv2_100 — scale",
     ]
     assert all(len(errorbars(ax)) == 3 for ax in fig.axes)
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert "ImageNet" in [t.get_text() for t in legend.get_texts()]
     titled = plot_profiles(results, titles=["A", "B"])
     assert [ax.get_title() for ax in titled.axes] == ["A", "B"]
     with pytest.raises(ValueError):

@@ -3,21 +3,31 @@
 What is real: every pixel comes from photographs that ship with scikit-image
 (``chelsea``, ``coffee``, ``rocket``, ``stereo_motorcycle``, ``astronaut``,
 ``hubble_deep_field``, ``retina``, ``immunohistochemistry``) and scikit-learn (``china``,
-``flower``). What is synthetic: the placement. Image ``i`` of a class is a random crop of a
-random background photo, resized to ``size x size``, with the class's object crop (its box is
-annotated once below) resized so that its box covers exactly ``r = h_b * w_b / size²`` of the
-canvas, pasted at a random position.
+``flower``). What is synthetic: the composition. Image ``i`` of a class is a random square crop
+(random side and position) of a random background photo, resized to ``size x size``, with a
+crop of the class's object (its box in the photo is annotated once, below) resized so that it
+covers exactly ``r = h_b * w_b / size²`` of the canvas and pasted at a random position fully
+inside it. ``r`` is the area of the integer pixel box actually pasted, so the measure is exact.
 
 So that low-level statistics alone do not give ``r`` away (the random-weights baseline exists
 to expose exactly that, METHOD.md §8), the object's per-channel mean and standard deviation
-are matched to its background crop (Reinhard-style, in RGB), then object and background are
-jittered independently (brightness, contrast, per-channel gain) and blurred independently by
-a random amount. Cues that remain and grow with ``r``: the pasted box's outline (softened by a
-feathered alpha edge) and the resampling of the object crop (small objects are shrunk more;
-the independent random blur decorrelates sharpness from ``r`` only in part).
+are matched to its background crop (Reinhard-style, in RGB); then object and background are
+jittered independently (brightness, contrast, saturation, per-channel gain) and blurred
+independently by a random amount that does not depend on ``r``. Cues that remain and grow
+with ``r``:
 
-Images are generated lazily and deterministically from ``(seed, class, index)``, so any
-subset or shard is the same in any order and in any process.
+- the pasted box's outline (its length grows with ``sqrt(r)``); softened by a feathered alpha
+  edge and the colour matching, not removed;
+- the resampling of the object crop (small objects are shrunk more, so they carry more detail
+  per pixel); softened by the random object blur, not removed;
+- texture: the fraction of the canvas covered by the object's texture is ``r``, so any feature
+  that tells fur from sky (even a random convolution's) averages to something linear in ``r``.
+
+The pretrained-versus-random gap is what this set is for; measured numbers are in the README.
+Images are generated lazily and deterministically from ``(seed, class, index)`` (the class's
+position in :data:`SCALESET_CLASSES`, not in the selection), so any subset or shard is the same
+in any order and in any process. The ratios of a class are stratified over ``r_range`` (every
+stretch of the range equally covered), which depends on ``n_per_class``.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ from PIL import Image, ImageFilter
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import DataError, UnknownNameError, did_you_mean
 
-RECIPE_VERSION = "scaleset-1"
+#: Bump whenever the generator changes (it is part of the fingerprint, so caches invalidate).
+RECIPE_VERSION = "scaleset-2"
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -88,90 +99,186 @@ SCALESET_CLASSES: dict[str, ObjectClass] = {
     )
 }
 
-BACKGROUNDS: dict[str, Callable[[], np.ndarray]] = {
-    "china": _sklearn("china.jpg"),
-    "flower": _sklearn("flower.jpg"),
-    "astronaut": _skimage("astronaut"),
-    "hubble_deep_field": _skimage("hubble_deep_field"),
-    "retina": _skimage("retina"),
-    "immunohistochemistry": _skimage("immunohistochemistry"),
+
+@dataclass(frozen=True)
+class Background:
+    """A real colour photo that backgrounds are cropped from, and the usable region in it."""
+
+    name: str
+    load: Callable[[], np.ndarray]
+    region: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1; None: the whole photo
+
+
+BACKGROUNDS: dict[str, Background] = {
+    b.name: b
+    for b in (
+        Background("china", _sklearn("china.jpg")),
+        Background("flower", _sklearn("flower.jpg")),
+        # left part only: the right part shows a space shuttle, which would be a second rocket
+        Background("astronaut", _skimage("astronaut"), (0, 0, 330, 512)),
+        Background("hubble_deep_field", _skimage("hubble_deep_field")),
+        # the square inside the fundus disc: the corners are black
+        Background("retina", _skimage("retina"), (230, 230, 1180, 1180)),
+        Background("immunohistochemistry", _skimage("immunohistochemistry")),
+    )
 }
 
 
-@functools.cache
-def _photo(kind: str, name: str) -> np.ndarray:
-    if kind == "object":
-        c = SCALESET_CLASSES[name]
-        x0, y0, x1, y1 = c.box
-        img = c.load()[y0:y1, x0:x1]
-    else:
-        img = BACKGROUNDS[name]()
+def _shrink(img: np.ndarray, min_side: int) -> np.ndarray:
+    """Downscale (never upscale) so the shorter side is at most ``min_side``; read-only."""
+    h, w = img.shape[:2]
+    if min(h, w) > min_side:
+        f = min_side / min(h, w)
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS))
     img = np.ascontiguousarray(img[..., :3], dtype=np.uint8)
     img.setflags(write=False)
     return img
 
 
+@functools.lru_cache(maxsize=64)
+def _photo(kind: str, name: str, size: int) -> np.ndarray:
+    """The object crop or background region, pre-shrunk for a ``size``-px canvas.
+
+    Every later resize is then at most ~3x, which keeps rendering fast; because no crop used
+    later is smaller than ``size`` after this step (backgrounds: 0.35 x 3 x size), it does
+    not change what a rendered image shows, only how fast it is made.
+    """
+    if kind == "object":
+        c = SCALESET_CLASSES[name]
+        x0, y0, x1, y1 = c.box
+        return _shrink(c.load()[y0:y1, x0:x1], 2 * size)
+    b = BACKGROUNDS[name]
+    img = b.load()
+    if b.region is not None:
+        x0, y0, x1, y1 = b.region
+        img = img[y0:y1, x0:x1]
+    return _shrink(img, 3 * size)
+
+
+def _stats(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sub = img[::2, ::2].reshape(-1, 3)  # every 4th pixel: the statistics, at a quarter the cost
+    return sub.mean(0), sub.std(0)
+
+
 def _jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Independent brightness, contrast and per-channel gain (float image in 0..255)."""
-    mean = img.mean()
-    img = (img - mean) * rng.uniform(0.6, 1.4) + mean * rng.uniform(0.6, 1.4)
-    return img * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+    """Brightness, contrast, saturation and per-channel gain (float image in 0..255)."""
+    grey = img.mean(-1, keepdims=True)
+    img = grey + (img - grey) * np.float32(rng.uniform(0.5, 1.4))  # saturation
+    mean = float(grey[::2, ::2].mean())
+    contrast, brightness = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)
+    gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+    return ((img - mean) * np.float32(contrast) + np.float32(mean * brightness)) * gain
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma < 0.05:
-        return img
-    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    return np.asarray(pil.filter(ImageFilter.GaussianBlur(sigma)), dtype=np.float32)
+    u8 = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    if sigma >= 0.3:
+        u8 = u8.filter(ImageFilter.GaussianBlur(sigma))
+    return np.asarray(u8, dtype=np.float32)
 
 
 def _feather(h: int, w: int, width: float) -> np.ndarray:
     """Alpha mask: 1 inside, a linear ramp of ``width`` px towards the box's border."""
     dy = np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5)
     dx = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5)
-    d = np.minimum(dy[:, None], dx[None, :])
-    return np.clip(d / max(width, 1e-6), 0.0, 1.0)
+    d = np.minimum(dy[:, None], dx[None, :]).astype(np.float32)
+    return np.clip(d / np.float32(max(width, 1e-3)), 0.0, 1.0)
 
 
 def render(
-    cls: str, box_size: tuple[int, int], rng: np.random.Generator, size: int
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One image of ``cls`` with the object resized to ``box_size = (w, h)`` pixels.
+    cls: str, box: tuple[int, int, int, int], rng: np.random.Generator, size: int
+) -> np.ndarray:
+    """One ``size x size x 3`` uint8 image of ``cls`` with the object pasted into ``box``.
 
-    Returns the ``size x size x 3`` uint8 image and the pasted box ``(x0, y0, x1, y1)``.
+    Parameters
+    ----------
+    cls : str
+        A key of :data:`SCALESET_CLASSES`.
+    box : (int, int, int, int)
+        ``(x0, y0, x1, y1)`` of the pasted object, inside the canvas.
+    rng : numpy.random.Generator
+        Source of every random choice (background, crops, jitter, blur).
+    size : int
+        Side of the square canvas.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image; the object's crop covers exactly the pixels of ``box`` (the feathered edge
+        lies inside the box).
     """
-    obj = _photo("object", cls)
-    bg_name = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
-    bg_photo = _photo("background", bg_name)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
+        raise DataError(f"Box {box} does not fit a {size}-px canvas.")
+
+    # background: a random square crop of a random photo (random side: random sharpness)
+    bg_photo = _photo("background", list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))], size)
     H, W = bg_photo.shape[:2]
-    side = int(rng.uniform(0.35, 1.0) * min(H, W))
-    y0, x0 = rng.integers(0, H - side + 1), rng.integers(0, W - side + 1)
-    bg = Image.fromarray(bg_photo[y0 : y0 + side, x0 : x0 + side])
-    bg = np.asarray(bg.resize((size, size), Image.BICUBIC, reducing_gap=3.0), dtype=np.float32)
+    side = max(8, int(rng.uniform(0.35, 1.0) * min(H, W)))
+    by, bx = int(rng.integers(0, H - side + 1)), int(rng.integers(0, W - side + 1))
+    bg = Image.fromarray(bg_photo[by : by + side, bx : bx + side]).resize(
+        (size, size), Image.BILINEAR
+    )
     if rng.random() < 0.5:
-        bg = bg[:, ::-1]
+        bg = bg.transpose(Image.FLIP_LEFT_RIGHT)
+    bg_f = np.asarray(bg, dtype=np.float32)
 
-    w, h = box_size
-    o = Image.fromarray(obj).resize((w, h), Image.LANCZOS, reducing_gap=3.0)
-    o = np.asarray(o, dtype=np.float32)
+    # object: the largest crop of the box's aspect, scaled by 0.85..1, at a random position
+    obj = _photo("object", cls, size)
+    oh, ow = obj.shape[:2]
+    aspect = w / h
+    ch, cw = (oh, oh * aspect) if ow / oh > aspect else (ow / aspect, ow)
+    k = rng.uniform(0.85, 1.0)
+    ch, cw = max(1, min(oh, round(ch * k))), max(1, min(ow, round(cw * k)))
+    cy, cx = int(rng.integers(0, oh - ch + 1)), int(rng.integers(0, ow - cw + 1))
+    o = Image.fromarray(obj[cy : cy + ch, cx : cx + cw]).resize((w, h), Image.BILINEAR)
     if rng.random() < 0.5:
-        o = o[:, ::-1]
-    # match the object's colour statistics to the background's, then jitter each on its own
-    o_mean, o_std = o.mean((0, 1)), o.std((0, 1))
-    bg_mean, bg_std = bg.mean((0, 1)), bg.std((0, 1))
-    o = (o - o_mean) * (bg_std / (o_std + 1e-3)) + bg_mean
-    o = _blur(_jitter(o, rng), rng.uniform(0.0, 1.2))
-    bg = _blur(_jitter(bg, rng), rng.uniform(0.0, 1.2))
+        o = o.transpose(Image.FLIP_LEFT_RIGHT)
+    o_f = np.asarray(o, dtype=np.float32)
 
-    py, px = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
-    alpha = _feather(h, w, rng.uniform(1.0, 3.0)).astype(np.float32)[..., None]
-    out = bg.copy()
-    out[py : py + h, px : px + w] = alpha * o + (1 - alpha) * out[py : py + h, px : px + w]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), (px, py, px + w, py + h)
+    # colour statistics of the object matched to the background's, then each jittered alone
+    o_mean, o_std = _stats(o_f)
+    bg_mean, bg_std = _stats(bg_f)
+    o_f = (o_f - o_mean) * (np.maximum(bg_std, 12.0) / (o_std + 1e-3)) + bg_mean
+    o_f = _blur(_jitter(o_f, rng), rng.uniform(0.0, 1.5))
+    bg_f = _blur(_jitter(bg_f, rng), rng.uniform(0.0, 1.5))
+
+    alpha = _feather(h, w, min(rng.uniform(1.0, 3.0), min(h, w) / 4))[..., None]
+    region = bg_f[y0:y1, x0:x1]
+    bg_f[y0:y1, x0:x1] = region + alpha * (o_f - region)
+    return np.clip(np.rint(bg_f), 0, 255).astype(np.uint8)
+
+
+def _box_size(r: float, aspect: float, size: int, lo: float, hi: float) -> tuple[int, int]:
+    """Integer ``(w, h)`` near area ``r * size²`` and ``aspect``, with ``w*h/size²`` in range.
+
+    Where the aspect does not fit (r near 1), the box is made squarer: the object crop is
+    cut to the box's aspect, so nothing is stretched.
+    """
+    area, lo_a, hi_a = r * size * size, lo * size * size, hi * size * size
+    h0 = int(np.clip(round(math.sqrt(area / aspect)), 1, size))
+    # the nearest height (to the aspect's) for which some integer width hits the range
+    for h in sorted(range(1, size + 1), key=lambda v: (abs(v - h0), v)):
+        w_min, w_max = max(1, math.ceil(lo_a / h)), min(size, math.floor(hi_a / h))
+        if w_min <= w_max:
+            return int(np.clip(round(area / h), w_min, w_max)), h
+    raise DataError(f"No integer box has an area ratio in [{lo}, {hi}] on a {size}-px canvas.")
 
 
 class ScaleSet(ImageSet):
-    """The embedded scale set (see the module docstring); build it with :func:`scaleset`."""
+    """The embedded scale set (see the module docstring); build it with :func:`scaleset`.
+
+    Attributes
+    ----------
+    boxes : numpy.ndarray
+        ``(n, 4)`` int array, the pasted box ``(x0, y0, x1, y1)`` of every image.
+    labels : list of tuple of int
+        The acceptable ImageNet-1k class indices of every image (see :meth:`imagenet_labels`).
+    class_names : list of str
+        The selected classes, in order (image ``i`` is of class ``i // n_per_class``).
+    """
 
     def __init__(
         self,
@@ -180,34 +287,31 @@ class ScaleSet(ImageSet):
         seed: int,
         size: int,
         r_range: tuple[float, float],
-        memo: int = 2000,
     ) -> None:
-        # Rendered images are kept (up to ``memo``, ~150 kB each at 224 px) because a profile
-        # reads every image twice: for the network and for its random-weights twin.
-        self._memo: dict[int, np.ndarray] = {}
-        self._memo_limit = memo
         self.class_names = list(classes)
-        self.n_per_class, self.seed, self.size = n_per_class, seed, size
+        self.n_per_class, self.seed, self.size = int(n_per_class), int(seed), int(size)
         self.r_range = (float(r_range[0]), float(r_range[1]))
-        self.labels: list[tuple[int, ...]] = []
-        boxes, ratios, cls_of, ids = [], [], [], []
-        for ci, name in enumerate(self.class_names):
-            obj = _photo("object", name)
-            aspect = obj.shape[1] / obj.shape[0]
-            hi = min(self.r_range[1], aspect, 1 / aspect)  # the box must fit the canvas
+        lo, hi = self.r_range
+        self._cidx = [list(SCALESET_CLASSES).index(c) for c in self.class_names]
+        boxes, cls_of, ids, self.labels = [], [], [], []
+        for name, cidx in zip(self.class_names, self._cidx, strict=True):
+            x0, y0, x1, y1 = SCALESET_CLASSES[name].box
+            aspect = (x1 - x0) / (y1 - y0)
             # stratified-uniform ratios: every stretch of the range equally covered
-            u = (np.arange(n_per_class) + self._rng(ci, -1).random(n_per_class)) / n_per_class
-            r_target = self.r_range[0] + u * (hi - self.r_range[0])
-            self._rng(ci, -2).shuffle(r_target)
+            strat = np.random.default_rng([self.seed, cidx, 0, self.n_per_class])
+            u = (np.arange(n_per_class) + strat.random(n_per_class)) / n_per_class
+            strat.shuffle(u)
             for i in range(n_per_class):
-                w, h = self._box_size(r_target[i], aspect)
-                boxes.append((w, h))
-                ratios.append(w * h / size**2)
+                w, h = _box_size(lo + u[i] * (hi - lo), aspect, size, lo, hi)
+                pos = np.random.default_rng([self.seed, cidx, 1, i])
+                px, py = int(pos.integers(0, size - w + 1)), int(pos.integers(0, size - h + 1))
+                boxes.append((px, py, px + w, py + h))
                 cls_of.append(name)
                 ids.append(f"scaleset/{name}/{i:05d}")
                 self.labels.append(SCALESET_CLASSES[name].imagenet)
-        self._sizes = boxes
-        r = np.asarray(ratios)
+        self.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+        wh = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        r = wh / float(size * size)
         super().__init__(
             ids,
             {"scale_ratio": r, "scale_ratio_sqrt": np.sqrt(r)},
@@ -215,30 +319,21 @@ class ScaleSet(ImageSet):
             source="scaleset:" + ",".join(self.class_names),
         )
 
-    def _box_size(self, r: float, aspect: float) -> tuple[int, int]:
-        area = r * self.size * self.size
-        w = int(np.clip(round(math.sqrt(area * aspect)), 2, self.size))
-        h = int(np.clip(round(area / w), 2, self.size))
-        return w, h
-
-    def _rng(self, ci: int, i: int) -> np.random.Generator:
-        cidx = list(SCALESET_CLASSES).index(self.class_names[ci])
-        return np.random.default_rng([self.seed, cidx, i + 2])
-
     def _load(self, i: int) -> Image.Image:
-        img = self._memo.get(i)
-        if img is None:
-            ci, j = divmod(i, self.n_per_class)
-            img = render(self.class_names[ci], self._sizes[i], self._rng(ci, j), self.size)[0]
-            if len(self._memo) < self._memo_limit:
-                self._memo[i] = img
+        if not 0 <= i < len(self):
+            raise DataError(f"Image index {i} out of range for a set of {len(self)} images.")
+        ci, j = divmod(i, self.n_per_class)
+        rng = np.random.default_rng([self.seed, self._cidx[ci], 2, j])
+        img = render(self.class_names[ci], tuple(self.boxes[i]), rng, self.size)
         return Image.fromarray(img, "RGB")
 
     def box(self, i: int) -> tuple[int, int, int, int]:
-        """The pasted box ``(x0, y0, x1, y1)`` of image ``i`` (renders the image)."""
-        ci, j = divmod(i, self.n_per_class)
-        w, h = self._sizes[i]
-        return render(self.class_names[ci], (w, h), self._rng(ci, j), self.size)[1]
+        """The pasted box ``(x0, y0, x1, y1)`` of image ``i``."""
+        return tuple(int(v) for v in self.boxes[i])  # type: ignore[return-value]
+
+    def imagenet_labels(self, i: int) -> tuple[int, ...]:
+        """The acceptable ImageNet-1k class indices of image ``i`` (e.g. cat: 281, 282, 285)."""
+        return self.labels[i]
 
     def _fingerprint_payload(self) -> object:
         return {
@@ -268,16 +363,27 @@ def scaleset(
     n_per_class : int
         Images per class (at least 10).
     seed : int
+        Seed of every random choice; image ``i`` of a class depends only on ``seed``, the
+        class, ``i``, ``n_per_class``, ``size`` and ``r_range``.
     size : int
-        Side of the square canvas in pixels.
+        Side of the square canvas in pixels (at least 16).
     r_range : (float, float)
-        Range of the scale ratio; the upper end is capped per class so that the box fits.
+        Range of the scale ratio ``r = box area / canvas area``, ``0 < low < high <= 1``;
+        every stored ratio lies in it.
 
     Returns
     -------
     ScaleSet
         Measures ``scale_ratio`` and ``scale_ratio_sqrt``; classes are the object names;
-        ``labels[i]`` the acceptable ImageNet class indices of image ``i``.
+        ``boxes`` the pasted boxes; ``labels[i]`` / ``imagenet_labels(i)`` the acceptable
+        ImageNet class indices of image ``i``.
+
+    Raises
+    ------
+    UnknownNameError
+        For a class that is not in :data:`SCALESET_CLASSES`.
+    DataError
+        For ``n_per_class < 10``, ``size < 16``, a bad ``r_range`` or duplicate classes.
     """
     names = list(SCALESET_CLASSES) if classes is None else [str(c) for c in classes]
     for c in names:
@@ -286,13 +392,27 @@ def scaleset(
                 f"Unknown scaleset class '{c}'.{did_you_mean(c, SCALESET_CLASSES)} "
                 f"Available: {', '.join(SCALESET_CLASSES)}."
             )
+    if not names:
+        raise DataError("No scaleset class selected.")
     if len(set(names)) != len(names):
         raise DataError(f"Duplicate scaleset classes in {names}.")
     if n_per_class < 10:
         raise DataError(f"n_per_class must be at least 10 (got {n_per_class}).")
     if size < 16:
         raise DataError(f"size must be at least 16 px (got {size}).")
-    lo, hi = r_range
+    lo, hi = (float(v) for v in r_range)
     if not 0 < lo < hi <= 1:
         raise DataError(f"r_range must satisfy 0 < low < high <= 1 (got {r_range}).")
     return ScaleSet(names, n_per_class, seed, size, (lo, hi))
+
+
+__all__ = [
+    "BACKGROUNDS",
+    "RECIPE_VERSION",
+    "SCALESET_CLASSES",
+    "Background",
+    "ObjectClass",
+    "ScaleSet",
+    "render",
+    "scaleset",
+]

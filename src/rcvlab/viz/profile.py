@@ -27,9 +27,9 @@ CURVES: tuple[tuple[str, str, str], ...] = (
     ("random", "random weights", "tab:orange"),
     ("shuffled", "shuffled measures", "tab:green"),
 )
-ERRORBAR_NOTE = "error bars: 95 % CI of the mean over repetitions"
+ERRORBAR_NOTE = "error bars: 95 % CI of the mean\nover repetitions"
 Y_LABEL = "normalised test R²  e^(R²−1)"
-Y_LIMITS = (0.0, 1.05)
+Y_LIMITS = (0.0, 1.1)
 
 
 def normalised_ci95(score: LayerScore) -> tuple[float, float]:
@@ -139,7 +139,7 @@ def plot_profile(
     """
     if ax is None:
         n = len(result.layers)
-        fig = Figure(figsize=(max(5.0, 1.2 + 0.42 * n), 4.2), layout="constrained")
+        fig = Figure(figsize=(max(5.0, 1.2 + 0.42 * n) + 2.2, 4.2), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
     else:
@@ -179,18 +179,35 @@ def plot_profile(
         markerfacecolor="gold",
         markeredgecolor="black",
         zorder=5,
-        label=f"best layer: {best}",
+        label="best layer",
+    )
+    ax.annotate(
+        best,
+        (i_best, best_score.r2_norm_mean),
+        xytext=(0, 9),
+        textcoords="offset points",
+        ha="center",
+        fontsize="small",
+        fontweight="bold",
     )
 
     ax.set_xticks(x, layers, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.5, len(layers) - 0.5)
+    # Headroom above 1 for the best-layer label.
     ax.set_ylim(*Y_LIMITS)
     ax.set_ylabel(Y_LABEL)
-    ax.set_xlabel(f"layer ({ERRORBAR_NOTE})")
+    ax.set_xlabel("layer")
     ax.set_title(_default_title(result) if title is None else title)
     ax.grid(axis="y", alpha=0.3)
     if legend:
-        ax.legend(loc="lower left", fontsize="small", framealpha=0.85)
+        # Outside the axes: the curves span the whole height, so any inside corner hides data.
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize="small",
+            title=ERRORBAR_NOTE,
+            title_fontsize="x-small",
+        )
     return fig
 
 
@@ -222,9 +239,21 @@ def plot_profiles(
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(results), sharey=True, squeeze=False, width_ratios=widths)[0]
     for i, (result, ax) in enumerate(zip(results, axes, strict=True)):
-        plot_profile(result, ax=ax, title=None if titles is None else titles[i])
+        plot_profile(result, ax=ax, title=None if titles is None else titles[i], legend=False)
         if i > 0:
             ax.set_ylabel("")
+    # One shared legend: the curves and markers mean the same in every panel; take the
+    # panel with the most entries in case some result lacks a baseline.
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[1]))
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(labels),
+        fontsize="small",
+        title=ERRORBAR_NOTE.replace("\n", " "),
+        title_fontsize="x-small",
+    )
     return fig
 
 
