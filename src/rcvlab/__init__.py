@@ -18,6 +18,7 @@ __all__ = [
     "LayerScore",
     "Model",
     "ProfileResult",
+    "PrunedModel",
     "RcvlabError",
     "UnknownNameError",
     "WeightsError",
@@ -27,4 +28,5 @@ __all__ = [
     "layer_dims",
     "load_model",
     "probe_layers",
+    "prune",
 ]

@@ -85,6 +85,20 @@ def models() -> None:
         click.echo(f"{name:20s} {desc}")
 
 
+@main.command("measures")
+@_friendly
+def measures_cmd() -> None:
+    """List the concept measures rcvlab computes from images or nuclei masks."""
+    from rcvlab.measures import MEASURES
+
+    for name, spec in MEASURES.items():
+        click.echo(f"{name:22s} [{spec.needs}] {spec.description}")
+    click.echo(
+        "Any numeric column of a CSV manifest, and scale_ratio[_sqrt] of VOC/scaleset data, "
+        "are measures too."
+    )
+
+
 @main.command()
 @click.argument("model")
 @click.option(
@@ -114,7 +128,7 @@ def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--measure",
             default="scale_ratio",
             show_default=True,
-            help="Concept measure (a column of a CSV manifest, or scale_ratio[_sqrt]).",
+            help="Concept measure: scale_ratio[_sqrt], a CSV column, or one of `rcvlab measures`.",
         ),
         click.option(
             "--regressor",
@@ -261,6 +275,61 @@ def probe(
         f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
         f"{best.r2_mean:.3f} ± {best.r2_std:.3f}; wrote {out_dir}/"
     )
+
+
+@main.command("prune")
+@click.option("--model", default=None, help="Registry name (default: the profile's model).")
+@click.option(
+    "--weights", default=None, help="imagenet, random or a state dict (default: the profile's)."
+)
+@click.option("--at", "layer", default=None, help="Layer to prune after (e.g. mixed8, add15).")
+@click.option(
+    "--from-profile",
+    "profile",
+    default=None,
+    help="A profile.json: prune its model at its best_layer.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="File to write the pruned network to (.pt).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
+@_friendly
+def prune_cmd(
+    model: str | None,
+    weights: str | None,
+    layer: str | None,
+    profile: str | None,
+    seed: int,
+    out: str,
+    force: bool,
+) -> None:
+    """Cut a network after one layer (ending in GAP) and save it."""
+    import os
+
+    from rcvlab.errors import OutputExistsError
+    from rcvlab.models import load_model
+    from rcvlab.prune import prune, prune_summary
+
+    if profile is not None:
+        from rcvlab.probe.result import ProfileResult
+
+        if not os.path.isfile(profile):
+            raise RcvlabError(f"Profile file not found: {profile}.")
+        try:
+            prof = ProfileResult.from_json(profile)
+        except (ValueError, KeyError) as e:
+            raise RcvlabError(f"{profile} is not a profile.json written by rcvlab: {e}") from e
+        model = model or prof.model
+        weights = weights or prof.weights
+        layer = layer or prof.best_layer
+    if model is None or layer is None:
+        raise RcvlabError("Give --model and --at, or --from-profile runs/NAME/profile.json.")
+    if os.path.exists(out) and not force:
+        raise OutputExistsError(
+            f"{out} exists; pass --force to overwrite it, or choose another --out."
+        )
+    pm = prune(load_model(model, weights or "imagenet", seed=seed), at=layer)
+    pm.save(out)
+    click.echo(f"{prune_summary(pm)}; wrote {out}")
 
 
 @main.command()

@@ -153,3 +153,100 @@ def test_probe_on_tiny_scaleset(runner, tmp_path):
     prof = json.loads((out / "profile.json").read_text())
     assert prof["data"]["n_images"] == 48 and prof["data"]["classes"] == ["cat", "coffee"]
     assert all(len(x["r2"]) == 4 for x in prof["profiles"]["model"])  # 2 classes x 2 reps
+
+
+def test_prune_command_from_profile(runner, tmp_path):
+    prof = {
+        "model": "resnet50",
+        "weights": "random",
+        "best_layer": "add15",
+        "measure": "m",
+        "profiles": {
+            "model": [
+                {
+                    "layer": "add15",
+                    "dim": 2048,
+                    "r2": [0.5],
+                    "r2_mean": 0.5,
+                    "r2_std": 0.0,
+                    "r2_ci95": [0.5, 0.5],
+                    "r2_norm_mean": 0.6,
+                }
+            ]
+        },
+    }
+    (tmp_path / "profile.json").write_text(json.dumps(prof))
+    out = tmp_path / "pruned.pt"
+    r = runner.invoke(
+        main, ["prune", "--from-profile", str(tmp_path / "profile.json"), "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output + (r.stderr or "")
+    assert "resnet50 pruned at add15: 19,045,440 of 23,508,032" in r.output and out.exists()
+    r = runner.invoke(
+        main,
+        [
+            "prune",
+            "--model",
+            "resnet50",
+            "--weights",
+            "random",
+            "--at",
+            "layer3.2.conv1",
+            "--out",
+            str(tmp_path / "x.pt"),
+        ],
+    )
+    assert r.exit_code == 2 and "inside" in r.stderr and r.stderr.count("\n") == 1
+    r = runner.invoke(
+        main, ["prune", "--from-profile", str(tmp_path / "profile.json"), "--out", str(out)]
+    )
+    assert r.exit_code == 2 and "--force" in r.stderr
+
+
+def test_probe_registered_measure_from_masks(runner, tmp_path):
+    from skimage.draw import disk
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(24):
+        radius = int(rng.integers(3, 12))
+        img = np.full((64, 64, 3), 230, np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        rr, cc = disk((32, 32), radius)
+        img[rr, cc] = (90, 40, 140)
+        mask[rr, cc] = 255
+        Image.fromarray(img).save(tmp_path / f"p{i}.png")
+        Image.fromarray(mask).save(tmp_path / f"p{i}_mask.png")
+        rows.append({"path": f"p{i}.png", "mask": f"p{i}_mask.png" if i != 5 else "gone.png"})
+    pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "run"
+    r = runner.invoke(
+        main,
+        [
+            "probe",
+            "--model",
+            "timm:resnet10t",
+            "--weights",
+            "random",
+            "--data",
+            f"csv:{tmp_path / 'd.csv'}",
+            "--measure",
+            "nuclei_area",
+            "--input-size",
+            "64",
+            "--reps",
+            "2",
+            "--baselines",
+            "shuffled",
+            "--layers",
+            "layer1.0",
+            "--cache-dir",
+            "none",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output + (r.stderr or "")
+    prof = json.loads((out / "profile.json").read_text())
+    assert prof["measure"] == "nuclei_area" and prof["data"]["n_excluded_nan"] == 1
+    assert "gone.png" in (out / "skipped.csv").read_text()

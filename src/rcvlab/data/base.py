@@ -42,6 +42,9 @@ class ImageSet:
         Items dropped while indexing the source.
     source : str
         The data spec this set was opened from (``"voc:DIR"``, ``"scaleset"``, ...).
+    masks : sequence of str, optional
+        One nuclei-mask file per image (for measures computed from masks, e.g.
+        ``nuclei_area``); read by :meth:`load_mask`.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class ImageSet:
         groups: Sequence[str] | None = None,
         skipped: list[Skip] | None = None,
         source: str = "",
+        masks: Sequence[str] | None = None,
     ) -> None:
         self.ids = [str(i) for i in ids]
         n = len(self.ids)
@@ -67,6 +71,9 @@ class ImageSet:
                 raise DataError(f"'{name}' has {arr.shape[0]} entries for {n} images.")
         self.skipped: list[Skip] = list(skipped or [])
         self.source = source
+        self.masks = None if masks is None else [str(m) for m in masks]
+        if self.masks is not None and len(self.masks) != n:
+            raise DataError(f"{len(self.masks)} masks for {n} images.")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,9 +92,33 @@ class ImageSet:
     def _load(self, i: int) -> Image.Image:
         raise NotImplementedError
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether :meth:`load_mask` can give each image's nuclei mask."""
+        return self.masks is not None
+
+    def load_mask(self, i: int) -> np.ndarray:
+        """Return the nuclei mask of image ``i`` as a 2-D array; :class:`DataError` if none."""
+        if self.masks is None:
+            raise DataError(
+                f"Data {self.source or type(self).__name__} has no nuclei masks; give a 'mask' "
+                "column in the CSV manifest."
+            )
+        return read_grey(self.masks[int(i)])
+
     # -- measures -----------------------------------------------------------------------
     def measure(self, name: str) -> np.ndarray:
-        """Return the measure ``name`` as a float64 array of shape ``(n,)``."""
+        """Return the measure ``name`` as a float64 array of shape ``(n,)``.
+
+        A name that the data does not hold but that :mod:`rcvlab.measures` registers
+        (``nuclei_area``, ``glcm_contrast``, ``colourfulness`` ...) is computed from the
+        images (and masks) once and kept. Images where it fails get NaN and are listed in
+        ``skipped`` with the reason.
+        """
+        from rcvlab.measures import MEASURES
+
+        if name not in self.measures and name in MEASURES:
+            self.measures[name] = self._compute_measure(name)
         if name not in self.measures:
             raise UnknownNameError(
                 f"Unknown measure '{name}' for data {self.source or type(self).__name__}."
@@ -95,6 +126,25 @@ class ImageSet:
                 f"Available: {', '.join(sorted(self.measures))}."
             )
         return self.measures[name]
+
+    def _compute_measure(self, name: str) -> np.ndarray:
+        from rcvlab.measures import compute_measure, get_measure
+
+        spec = get_measure(name)
+        if spec.needs_mask and not self.has_masks:
+            raise DataError(
+                f"Measure '{name}' needs nuclei masks, and data {self.source or 'given'} has "
+                "none; add a 'mask' column to the CSV manifest."
+            )
+        out = np.full(len(self), np.nan)
+        for i in range(len(self)):
+            try:
+                image = np.asarray(self.load(i)) if spec.needs_image else None
+                mask = self.load_mask(i) if spec.needs_mask else None
+                out[i] = compute_measure(name, image, mask)
+            except (DataError, ValueError) as e:
+                self.skipped.append(Skip(self.ids[i], f"measure {name}: {e}"))
+        return out
 
     # -- identity -----------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -130,13 +180,30 @@ class SubsetImageSet(ImageSet):
             groups=None if parent.groups is None else parent.groups[index],
             skipped=parent.skipped,
             source=parent.source,
+            masks=None if parent.masks is None else [parent.masks[i] for i in index],
         )
 
     def _load(self, i: int) -> Image.Image:
         return self.parent.load(int(self.index[i]))
 
+    def load_mask(self, i: int) -> np.ndarray:
+        return self.parent.load_mask(int(self.index[i]))
+
     def _fingerprint_payload(self) -> object:
         return {"parent": self.parent.fingerprint(), "index": self.index.tolist()}
+
+
+def read_grey(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask image as a 2-D array (first channel of colour files); DataError if bad."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im)
+    except FileNotFoundError as e:
+        raise DataError(f"missing mask file {os.fspath(path)}") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"cannot decode mask {os.fspath(path)}: {e}") from e
+    return arr[..., 0] if arr.ndim == 3 else arr
 
 
 def read_rgb(path: str | os.PathLike[str]) -> Image.Image:
@@ -193,4 +260,12 @@ class ArrayImageSet(ImageSet):
         return h.hexdigest()
 
 
-__all__ = ["ArrayImageSet", "FileImageSet", "ImageSet", "Skip", "SubsetImageSet", "read_rgb"]
+__all__ = [
+    "ArrayImageSet",
+    "FileImageSet",
+    "ImageSet",
+    "Skip",
+    "SubsetImageSet",
+    "read_grey",
+    "read_rgb",
+]

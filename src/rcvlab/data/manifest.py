@@ -9,6 +9,9 @@ Format::
 - ``path`` (required): the image file; relative paths are resolved against the CSV's folder.
 - ``class``, ``group`` (optional): the object class and the source group (for group-disjoint
   splits). An empty value skips the row (the class or group would be unknown).
+- ``mask`` (optional): the image's nuclei-mask file (relative to the CSV), for measures
+  computed from masks (``nuclei_area`` ...). A missing mask makes those measures NaN for that
+  image, listed in the skip list.
 - Every other column is a **measure** when all its non-empty values are numbers; empty cells
   and ``nan``/``NA``/``n/a``/``null``/``none`` are missing values (NaN, which the probe
   excludes). A column with no numeric value at all is text (notes, split names...): it is
@@ -36,6 +39,7 @@ from .base import FileImageSet, Skip
 PATH_COLUMN = "path"
 CLASS_COLUMN = "class"
 GROUP_COLUMN = "group"
+MASK_COLUMN = "mask"
 _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
 
@@ -121,7 +125,7 @@ def read_csv_manifest(
     measures: dict[str, np.ndarray] = {}
     ignored: list[str] = []
     for c in cols:
-        if c in (PATH_COLUMN, CLASS_COLUMN, GROUP_COLUMN) or c.startswith("Unnamed:"):
+        if c in (PATH_COLUMN, CLASS_COLUMN, GROUP_COLUMN, MASK_COLUMN) or c.startswith("Unnamed:"):
             continue
         values, n_num, bad = _parse_numbers(df[c])
         if bad is None:
@@ -195,6 +199,17 @@ def read_csv_manifest(
             f"Top reasons: {reasons}."
         )
     idx = np.asarray(keep, dtype=np.int64)
+    masks = None
+    if MASK_COLUMN in cols:
+        # a missing or empty mask is not fatal here: measures needing it become NaN, listed
+        masks = [
+            os.path.normpath(
+                os.path.join(base, os.path.expanduser(str(df[MASK_COLUMN].iloc[i]).strip()))
+            )
+            if str(df[MASK_COLUMN].iloc[i]).strip() not in ("", "nan")
+            else ""
+            for i in keep
+        ]
     return FileImageSet(
         files,
         {k: v[idx] for k, v in measures.items()},
@@ -202,6 +217,7 @@ def read_csv_manifest(
         groups=None if groups is None else [groups[i] for i in keep],
         skipped=skipped,
         source=f"csv:{csv}",
+        masks=masks,
     )
 
 
