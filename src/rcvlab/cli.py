@@ -332,8 +332,117 @@ def prune_cmd(
     click.echo(f"{prune_summary(pm)}; wrote {out}")
 
 
+@main.command("transfer")
+@click.option(
+    "--data",
+    "data_spec",
+    required=True,
+    help="csv:FILE with path, class (magnification), group (source image) and the "
+    "measure or a mask column; or histo for the embedded histology set.",
+)
+@click.option("--model", required=True, help="Registry name, or timm:NAME.")
+@click.option("--weights", default="imagenet", show_default=True)
+@click.option(
+    "--variants",
+    default="pretrained,scratch",
+    show_default=True,
+    help="Comma-separated: pretrained, scratch, pruned:LAYER (any number).",
+)
+@click.option(
+    "--from-profile",
+    "profile",
+    default=None,
+    help="Add pruned:<best_layer> of this profile.json to the variants.",
+)
+@click.option("--measure", default="nuclei_area", show_default=True)
+@click.option("--seeds", type=int, default=10, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["linear", "finetune"]),
+    default="linear",
+    show_default=True,
+    help="linear: frozen backbone, heads on cached features.",
+)
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the group split and the random-weights twin.",
+)
+@click.option("--input-size", type=int, default=None)
+@click.option("--device", default=None)
+@click.option("--cache-dir", default=None)
+@click.option("--out", required=True)
+@click.option("--force", is_flag=True)
+@_friendly
+def transfer_cmd(
+    data_spec: str,
+    model: str,
+    weights: str,
+    variants: str,
+    profile: str | None,
+    measure: str,
+    seeds: int,
+    mode: str,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    input_size: int | None,
+    device: str | None,
+    cache_dir: str | None,
+    out: str,
+    force: bool,
+) -> None:
+    """Train single-unit heads per variant and seed; MAE, kappa, Wilcoxon (paper's Table 2)."""
+    from rcvlab.analyses.transfer import transfer
+    from rcvlab.data import open_data
+    from rcvlab.models import load_model
+    from rcvlab.report.transfer import write_transfer_run
+    from rcvlab.runio import prepare_out
+
+    out_dir = prepare_out(out, force=force)
+    names = _csv(variants) or []
+    if profile is not None:
+        from rcvlab.probe.result import ProfileResult
+
+        names.append(f"pruned:{ProfileResult.from_json(profile).best_layer}")
+    data = open_data(data_spec)
+    net = load_model(model, weights, seed=seed, input_size=input_size)
+    res = transfer(
+        data,
+        net,
+        names,
+        seeds=seeds,
+        mode=mode,
+        measure=measure,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        cache_dir=_cache_dir(cache_dir),
+        device=device,
+        progress=True,
+        command=_command_line(),
+    )
+    write_transfer_run(out_dir, res)
+    s = res.summary_frame()
+    for v, row in s.iterrows():
+        click.echo(
+            f"{v:24s} MAE {row['mae_mean']:.2f} ({row['mae_std']:.2f})  "
+            f"kappa {row['kappa_mean']:.3f} ({row['kappa_std']:.3f})"
+        )
+    click.echo(
+        f"wrote {out_dir}/ (transfer.json, transfer.csv, summary.md, transfer.png, heads.pt)"
+    )
+
+
 @main.command()
-@click.option("--out", default="runs/demo", show_default=True)
+@click.option("--out", default=None, help="Run folder (default runs/demo, or runs/demo-histo).")
 @click.option(
     "--models", "model_names", default="efficientnet_lite0,mobilenet_v2", show_default=True
 )
@@ -345,9 +454,21 @@ def prune_cmd(
 )
 @click.option("--cache-dir", default=None, help="Feature cache ('none' to disable).")
 @click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
+@click.option(
+    "--histo",
+    is_flag=True,
+    help="Run the whole chain instead: profile -> best layer -> prune -> transfer (linear, 5 "
+    "seeds) on the embedded histology set (default --out runs/demo-histo).",
+)
+@click.option(
+    "--from-profile",
+    "profile",
+    default=None,
+    help="With --histo: take the best layer from this profile.json.",
+)
 @_friendly
 def demo(
-    out: str,
+    out: str | None,
     model_names: str,
     n_per_class: int,
     reps: int,
@@ -355,10 +476,31 @@ def demo(
     regressor: str,
     cache_dir: str | None,
     force: bool,
+    histo: bool,
+    profile: str | None,
 ) -> None:
-    """Profile ImageNet-pretrained nets on the embedded scale set (offline)."""
+    """Profile ImageNet-pretrained nets on the embedded scale set (offline); with --histo,
+    the whole chain through pruning and transfer to the embedded histology set."""
+    if histo:
+        from rcvlab.analyses.demo import run_histo_demo
+
+        out = out or "runs/demo-histo"
+        run_histo_demo(
+            out,
+            model=(_csv(model_names) or ["efficientnet_lite0"])[0],
+            profile=profile,
+            n_per_class=n_per_class,
+            seed=seed,
+            cache_dir=_cache_dir(cache_dir),
+            force=force,
+            command=_command_line(),
+            echo=click.echo,
+        )
+        click.echo(f"wrote {out}/ (report.html, transfer.json, summary.md, pruned.pt, ...)")
+        return
     from rcvlab.analyses.demo import run_demo
 
+    out = out or "runs/demo"
     res = run_demo(
         out,
         models=_csv(model_names) or [],

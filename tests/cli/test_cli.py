@@ -250,3 +250,57 @@ def test_probe_registered_measure_from_masks(runner, tmp_path):
     prof = json.loads((out / "profile.json").read_text())
     assert prof["measure"] == "nuclei_area" and prof["data"]["n_excluded_nan"] == 1
     assert "gone.png" in (out / "skipped.csv").read_text()
+
+
+def test_transfer_command_on_a_csv(runner, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(6):
+        for mag, radius in (("10X", 3), ("20X", 6), ("40X", 12)):
+            for k in range(3):
+                img = np.full((32, 32, 3), 220, np.uint8)
+                yy, xx = np.mgrid[:32, :32]
+                inside = (yy - 16) ** 2 + (xx - 16) ** 2 <= radius**2
+                img[inside] = (60, 30, 90)
+                name = f"s{s}_{mag}_{k}.png"
+                Image.fromarray(img).save(tmp_path / name)
+                rows.append(
+                    {
+                        "path": name,
+                        "class": mag,
+                        "group": f"slide{s}",
+                        "nuclei_area": float(inside.sum() + rng.normal(0, 1)),
+                    }
+                )
+    pd.DataFrame(rows).to_csv(tmp_path / "p.csv", index=False)
+    out = tmp_path / "t"
+    r = runner.invoke(
+        main,
+        [
+            "transfer",
+            "--data",
+            f"csv:{tmp_path / 'p.csv'}",
+            "--model",
+            "timm:resnet10t",
+            "--weights",
+            "random",
+            "--input-size",
+            "32",
+            "--variants",
+            "pretrained,pruned:layer1.0",
+            "--seeds",
+            "3",
+            "--epochs",
+            "3",
+            "--cache-dir",
+            "none",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output + (r.stderr or "")
+    res = json.loads((out / "transfer.json").read_text())
+    assert set(res["class_mean_area"]) == {"10X", "20X", "40X"}
+    assert len(res["runs"]) == 6 and "pruned_layer1.0_vs_pretrained" in res["wilcoxon"]
+    for f in ("transfer.csv", "summary.md", "transfer.png", "heads.pt"):
+        assert (out / f).exists()

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import DataError, UnknownNameError, did_you_mean
@@ -156,26 +156,34 @@ def _photo(kind: str, name: str, size: int) -> np.ndarray:
     return _shrink(img, 3 * size)
 
 
+def _resize(img: Image.Image, w: int, h: int, blur: float) -> np.ndarray:
+    """Resize to ``w x h``, blurred by going through ``1/blur`` of that size (float32 array).
+
+    The detour through a smaller image is a cheap stand-in for a Gaussian blur whose width
+    grows with ``blur`` (σ ≈ 0.6 * blur px: 1.8 px at 3); a PIL Gaussian blur costs several
+    times more.
+    """
+    if blur > 1.1:
+        small = (max(1, round(w / blur)), max(1, round(h / blur)))
+        img = img.resize(small, Image.BILINEAR)
+    return np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.float32)
+
+
 def _stats(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sub = img[::2, ::2].reshape(-1, 3)  # every 4th pixel: the statistics, at a quarter the cost
     return sub.mean(0), sub.std(0)
 
 
-def _jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Brightness, contrast, saturation and per-channel gain (float image in 0..255)."""
-    grey = img.mean(-1, keepdims=True)
-    img = grey + (img - grey) * np.float32(rng.uniform(0.5, 1.4))  # saturation
-    mean = float(grey[::2, ::2].mean())
-    contrast, brightness = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)
-    gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
-    return ((img - mean) * np.float32(contrast) + np.float32(mean * brightness)) * gain
+def _jitter(rng: np.random.Generator, mean: float) -> tuple[np.ndarray, np.ndarray]:
+    """A random colour jitter as ``x @ A + b`` for pixels ``x`` whose grey mean is ``mean``.
 
-
-def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    u8 = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    if sigma >= 0.3:
-        u8 = u8.filter(ImageFilter.GaussianBlur(sigma))
-    return np.asarray(u8, dtype=np.float32)
+    Saturation (mixing with the grey value), contrast around ``mean``, brightness and a gain
+    per channel: all linear, so one 3x3 matrix and an offset.
+    """
+    sat, contrast = rng.uniform(0.5, 1.4), rng.uniform(0.6, 1.4)
+    brightness, gain = rng.uniform(0.6, 1.4), rng.uniform(0.85, 1.15, size=3)
+    mix = sat * np.eye(3) + (1 - sat) / 3
+    return mix * contrast * gain, mean * (brightness - contrast) * gain
 
 
 def _feather(h: int, w: int, width: float) -> np.ndarray:
@@ -184,6 +192,10 @@ def _feather(h: int, w: int, width: float) -> np.ndarray:
     dx = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5)
     d = np.minimum(dy[:, None], dx[None, :]).astype(np.float32)
     return np.clip(d / np.float32(max(width, 1e-3)), 0.0, 1.0)
+
+
+def _affine(img: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return img @ a.astype(np.float32) + b.astype(np.float32)
 
 
 def render(
@@ -218,12 +230,10 @@ def render(
     H, W = bg_photo.shape[:2]
     side = max(8, int(rng.uniform(0.35, 1.0) * min(H, W)))
     by, bx = int(rng.integers(0, H - side + 1)), int(rng.integers(0, W - side + 1))
-    bg = Image.fromarray(bg_photo[by : by + side, bx : bx + side]).resize(
-        (size, size), Image.BILINEAR
-    )
+    bg = Image.fromarray(bg_photo[by : by + side, bx : bx + side])
     if rng.random() < 0.5:
         bg = bg.transpose(Image.FLIP_LEFT_RIGHT)
-    bg_f = np.asarray(bg, dtype=np.float32)
+    bg_f = _resize(bg, size, size, rng.uniform(1.0, 3.0))
 
     # object: the largest crop of the box's aspect, scaled by 0.85..1, at a random position
     obj = _photo("object", cls, size)
@@ -233,17 +243,22 @@ def render(
     k = rng.uniform(0.85, 1.0)
     ch, cw = max(1, min(oh, round(ch * k))), max(1, min(ow, round(cw * k)))
     cy, cx = int(rng.integers(0, oh - ch + 1)), int(rng.integers(0, ow - cw + 1))
-    o = Image.fromarray(obj[cy : cy + ch, cx : cx + cw]).resize((w, h), Image.BILINEAR)
+    o = Image.fromarray(obj[cy : cy + ch, cx : cx + cw])
     if rng.random() < 0.5:
         o = o.transpose(Image.FLIP_LEFT_RIGHT)
-    o_f = np.asarray(o, dtype=np.float32)
+    # the blur is drawn in canvas pixels, independently of the box size: how much the crop
+    # was shrunk (which grows as r falls) is not matched by the blur, only blurred over
+    o_f = _resize(o, w, h, rng.uniform(1.0, 3.0))
 
-    # colour statistics of the object matched to the background's, then each jittered alone
+    # the object's colour statistics matched to the background's (Reinhard, per RGB channel),
+    # then object and background jittered independently
     o_mean, o_std = _stats(o_f)
     bg_mean, bg_std = _stats(bg_f)
-    o_f = (o_f - o_mean) * (np.maximum(bg_std, 12.0) / (o_std + 1e-3)) + bg_mean
-    o_f = _blur(_jitter(o_f, rng), rng.uniform(0.0, 1.5))
-    bg_f = _blur(_jitter(bg_f, rng), rng.uniform(0.0, 1.5))
+    scale = np.maximum(bg_std, 12.0) / (o_std + 1e-3)
+    a_o, b_o = _jitter(rng, float(bg_mean.mean()))
+    a_b, b_b = _jitter(rng, float(bg_mean.mean()))
+    o_f = _affine(o_f, scale[:, None] * a_o, (bg_mean - o_mean * scale) @ a_o + b_o)
+    bg_f = _affine(bg_f, a_b, b_b)
 
     alpha = _feather(h, w, min(rng.uniform(1.0, 3.0), min(h, w) / 4))[..., None]
     region = bg_f[y0:y1, x0:x1]
@@ -258,7 +273,8 @@ def _box_size(r: float, aspect: float, size: int, lo: float, hi: float) -> tuple
     cut to the box's aspect, so nothing is stretched.
     """
     area, lo_a, hi_a = r * size * size, lo * size * size, hi * size * size
-    h0 = int(np.clip(round(math.sqrt(area / aspect)), 1, size))
+    # at least area / size rows, or the width would have to exceed the canvas
+    h0 = int(np.clip(max(round(math.sqrt(area / aspect)), math.ceil(area / size)), 1, size))
     # the nearest height (to the aspect's) for which some integer width hits the range
     for h in sorted(range(1, size + 1), key=lambda v: (abs(v - h0), v)):
         w_min, w_max = max(1, math.ceil(lo_a / h)), min(size, math.floor(hi_a / h))

@@ -8,6 +8,9 @@ Forms
     The same reader (an alias; the source string keeps the prefix given).
 ``csv:FILE``
     A CSV manifest (:func:`rcvlab.data.manifest.read_csv_manifest`).
+``histo`` / ``histo:real`` / ``histo:synthetic``
+    The embedded histology set (:func:`rcvlab.data.histo.histoset`): patches at seven
+    magnifications with nuclei masks; classes are magnifications, groups source slides.
 ``scaleset`` / ``scaleset:CLASS[,CLASS]``
     The embedded synthetic scale set (:func:`rcvlab.data.scaleset.scaleset`), all classes or
     those listed.
@@ -26,6 +29,7 @@ from .base import ImageSet
 
 #: The ``--data`` forms, as listed in error messages.
 DATA_FORMS: tuple[str, ...] = (
+    "histo[:real|synthetic]",
     "voc:DIR",
     "imagenet:DIR",
     "csv:FILE",
@@ -125,6 +129,13 @@ def open_data(
         kind = prefix.lower()
     elif not sep and spec.lower() == "scaleset":
         kind, arg = "scaleset", None
+    elif spec.lower() in ("histo", "histo:real", "histo:synthetic", "histo:both"):
+        from rcvlab.data.histo import histoset
+
+        source = tail.lower() if sep else "both"
+        ds = histoset(source=source, **scaleset_kw)  # type: ignore[arg-type]
+        ds.source = spec
+        return _filter_set(ds, cls)
     elif os.path.exists(os.path.expanduser(spec)):
         p = os.path.expanduser(spec)
         if os.path.isdir(p):

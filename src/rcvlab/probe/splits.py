@@ -96,4 +96,56 @@ def repeated_splits(
     return out
 
 
-__all__ = ["Split", "n_test_rows", "repeated_splits"]
+def group_split(
+    groups: ArrayLike,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """Train / validation / test indices with every group on one side only.
+
+    Groups (e.g. source slides) are shuffled with ``seed`` and assigned in turn to the
+    split that is furthest below its target share of *images*, so that the image fractions
+    come close to ``fractions`` while no group spans two splits.
+
+    Parameters
+    ----------
+    groups : array_like of shape (n,)
+        Group label of every item.
+    fractions : (float, float, float)
+        Target shares of train, validation and test; they must sum to 1.
+    seed : int
+
+    Returns
+    -------
+    train, val, test : ndarray of int
+        Sorted indices.
+    """
+    g = np.asarray(groups)
+    if g.ndim != 1 or g.size == 0:
+        raise DataError("group_split needs a non-empty 1-D array of groups.")
+    f = np.asarray(fractions, dtype=np.float64)
+    if f.shape != (3,) or (f < 0).any() or not math.isclose(f.sum(), 1.0, abs_tol=1e-9):
+        raise DataError(f"fractions must be three shares >= 0 summing to 1, got {fractions}.")
+    names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    if len(names) < int((f > 0).sum()):
+        raise DataError(
+            f"Only {len(names)} groups for {int((f > 0).sum())} non-empty splits; splits by "
+            "group need at least one group per split."
+        )
+    order = np.random.default_rng(seed).permutation(len(names))
+    side = np.empty(len(names), dtype=np.intp)
+    filled = np.zeros(3)
+    total = counts.sum()
+    # largest groups first (in shuffled order among equals) keeps the shares close
+    for k in sorted(order, key=lambda k: -counts[k]):
+        need = f * total - filled
+        need[f == 0] = -np.inf
+        empty = (filled == 0) & (f > 0)
+        j = int(np.argmax(np.where(empty, np.inf, need))) if empty.any() else int(np.argmax(need))
+        side[k] = j
+        filled[j] += counts[k]
+    item_side = side[inverse]
+    return tuple(np.flatnonzero(item_side == j) for j in range(3))  # type: ignore[return-value]
+
+
+__all__ = ["Split", "group_split", "n_test_rows", "repeated_splits"]

@@ -313,6 +313,7 @@ def render_report(
     skipped: Sequence[SkipLike] = (),
     notes: Sequence[str] = (),
     environment: Mapping[str, str] | None = None,
+    sections: Sequence[str] = (),
 ) -> str:
     """Render a self-contained one-page HTML report.
 
@@ -333,6 +334,9 @@ def render_report(
         Paragraphs shown under the title (what the run shows and what it does not).
     environment : mapping of str to str, optional
         Component -> version; defaults to :func:`environment_info`.
+    sections : sequence of str
+        Further HTML sections made by rcvlab (e.g. a transfer table), placed after the
+        profiles; their text must already be escaped.
 
     Returns
     -------
@@ -358,6 +362,7 @@ def render_report(
         body += ["<h2>Overview</h2>", _overview(results)]
     body.append(_figures_section(figures))
     body += [_result_section(i, r) for i, r in enumerate(results)]
+    body += list(sections)
     body += [_skipped_section(skipped), _environment_section(env)]
     return (
         "<!DOCTYPE html>\n"
