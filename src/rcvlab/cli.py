@@ -361,7 +361,8 @@ def prune_cmd(
     type=click.Choice(["linear", "finetune"]),
     default="linear",
     show_default=True,
-    help="linear: frozen backbone, heads on cached features.",
+    help="linear: frozen backbone, heads on cached features; finetune: the whole network "
+    "(best epoch by validation MAE saved under checkpoints/).",
 )
 @click.option("--epochs", type=int, default=5, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
@@ -428,6 +429,7 @@ def transfer_cmd(
         device=device,
         progress=True,
         command=_command_line(),
+        checkpoint_dir=out_dir / "checkpoints" if mode == "finetune" else None,
     )
     write_transfer_run(out_dir, res)
     s = res.summary_frame()

@@ -114,8 +114,50 @@ def test_transfer_input_errors():
     m = load_model(Chain().eval(), input_size=32, layers=["dark", "squash"])
     with pytest.raises(RcvlabError, match="Unknown transfer variant"):
         transfer(data, m, ["pretrained", "pruned"])
-    with pytest.raises(RcvlabError, match="mode 'finetune' is not available"):
-        transfer(data, m, ["pretrained"], mode="finetune")
+    with pytest.raises(RcvlabError, match="Unknown mode 'finetuned'"):
+        transfer(data, m, ["pretrained"], mode="finetuned")
     no_groups = ArrayImageSet(data.images, data.measures, classes=data.classes)
     with pytest.raises(DataError, match="group"):
         transfer(no_groups, m, ["pretrained"])
+
+
+class Conv2(nn.Module):
+    """Two conv stages: a prunable chain ending in GAP after either."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.pool(self.b(self.a(x))).flatten(1)
+
+
+def test_finetune_mode_trains_end_to_end(tmp_path):
+    data = disc_patches(n_slides=6, per_class=2)
+    m = load_model(Conv2().eval(), input_size=32, layers=["a", "b"])
+    before = {k: v.clone() for k, v in m.module.state_dict().items()}
+    res = transfer(
+        data,
+        m,
+        ["pretrained", "scratch", "pruned:a"],
+        seeds=2,
+        mode="finetune",
+        epochs=2,
+        lr=1e-2,
+        batch_size=8,
+        checkpoint_dir=tmp_path / "ckpt",
+    )
+    f = res.to_frame()
+    assert len(f) == 6 and np.isfinite(f.mae).all() and set(f.best_epoch) <= {1, 2}
+    assert f.set_index("variant").loc["pruned:a", "dim"].tolist() == [4, 4]
+    assert len(list((tmp_path / "ckpt").glob("*.pt"))) == 6
+    # the source model is untouched: pruning copies before training
+    for k, v in m.module.state_dict().items():
+        assert torch.equal(v, before[k])
+    # the same seed gives the same run
+    again = transfer(
+        data, m, ["pruned:a"], seeds=1, mode="finetune", epochs=2, lr=1e-2, batch_size=8
+    )
+    assert again.runs[0].mae == pytest.approx(res.runs[4].mae)

@@ -149,6 +149,124 @@ class _Head(torch.nn.Module):
         return self.lin((x - self.x_mean) / self.x_scale)[:, 0] * self.y_scale + self.y_mean
 
 
+class FinetuneNet(torch.nn.Module):
+    """A backbone that ends in GAP plus a single-unit head, trained end to end."""
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        dim: int,
+        data: ImageSet,
+        model: Model,
+        y_mean: float,
+        y_scale: float,
+        device: torch.device,
+        batch_size: int,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.dim = backbone, dim
+        self.head = torch.nn.Linear(dim, 1)
+        self.data, self.model, self.device, self.batch_size = data, model, device, batch_size
+        self.y_mean, self.y_scale = y_mean, y_scale
+        self.log: dict[str, Any] = {}
+        self._unreadable: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))[:, 0]
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray]:
+        """Preprocessed images of ``idx`` (unreadable ones dropped and remembered)."""
+        images, ok = [], []
+        for i in idx:
+            if int(i) in self._unreadable:
+                continue
+            try:
+                images.append(self.data.load(int(i)))
+                ok.append(int(i))
+            except DataError:
+                self._unreadable.add(int(i))
+        if not images:
+            return None, np.asarray(ok, dtype=np.intp)
+        x = self.model.preprocessing(images, mode="resize").to(self.device)
+        return x, np.asarray(ok, dtype=np.intp)
+
+    def readable(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray([i for i in idx if int(i) not in self._unreadable], dtype=np.intp)
+
+    @torch.no_grad()
+    def predict(self, idx: np.ndarray) -> np.ndarray:
+        """Predicted measure (original units) for images ``idx``, in eval mode."""
+        self.eval()
+        out = []
+        for k in range(0, len(idx), self.batch_size):
+            x, _ = self.batch(idx[k : k + self.batch_size])
+            if x is not None:
+                out.append(self(x).cpu().numpy())
+        pred = np.concatenate(out) if out else np.zeros(0)
+        return pred.astype(np.float64) * self.y_scale + self.y_mean
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
+
+
+def finetune_network(
+    model: Model,
+    variant: Variant,
+    data: ImageSet,
+    y: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    *,
+    seed: int,
+    twin_seed: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: str | None = None,
+) -> FinetuneNet:
+    """Train backbone + head end to end (MSE, Adam) and keep the best epoch by val MAE.
+
+    ``pretrained`` and ``pruned`` start from the model's weights (pruned after their layer),
+    ``scratch`` from the architecture's random initialisation (seeded with ``twin_seed``).
+    """
+    from rcvlab.features.extract import choose_device
+    from rcvlab.prune import prune
+
+    dev = choose_device(device)
+    source = model.twin("random", twin_seed) if variant.kind == "scratch" else model
+    backbone = prune(source, at=variant.layer, copy=True)
+    ym, ys = float(y[train].mean()), float(y[train].std()) or 1.0
+    net = FinetuneNet(backbone, backbone.out_dim, data, model, ym, ys, dev, batch_size)
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        bound = 1.0 / math.sqrt(net.dim)
+        net.head.weight.uniform_(-bound, bound, generator=g)
+        net.head.bias.zero_()
+    net.to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    best, best_state, history = math.inf, None, []
+    for _ in range(epochs):
+        net.train()
+        order = train[torch.randperm(len(train), generator=g).numpy()]
+        for k in range(0, len(order), batch_size):
+            x, ok = net.batch(order[k : k + batch_size])
+            if x is None or len(ok) < 2:  # BatchNorm needs two images in train mode
+                continue
+            t = torch.tensor((y[ok] - ym) / ys, dtype=torch.float32, device=dev)
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(net(x), t).backward()
+            opt.step()
+        v = net.readable(val)
+        mae = float(np.abs(net.predict(v) - y[v]).mean())
+        history.append(mae)
+        if mae < best:
+            best = mae
+            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    net.log = {"val_mae": history, "best_epoch": int(np.argmin(history)) + 1}
+    return net
+
+
 @dataclass(frozen=True)
 class TransferRun:
     """One variant and seed: test-set errors and agreement."""
@@ -285,6 +403,7 @@ def transfer(
     device: str | None = None,
     progress: bool = False,
     command: str = "",
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> TransferResult:
     """Train single-unit heads for every variant and seed and evaluate them (see module doc).
 
@@ -298,8 +417,10 @@ def transfer(
         ``pretrained``, ``scratch``, ``pruned:LAYER`` (any number of pruned layers).
     seeds : int
         Heads per variant (seeds 0 … seeds-1: initialisation and batch order).
-    mode : {"linear"}
-        ``linear`` freezes the backbone (features once, heads only).
+    mode : {"linear", "finetune"}
+        ``linear`` freezes the backbone (features once, heads only); ``finetune`` trains the
+        whole network (backbone ending in GAP + head) for every variant and seed, keeping the
+        epoch with the best validation MAE (its checkpoint goes to ``checkpoint_dir``).
     fractions : (float, float, float)
         Train / validation / test shares, split by group with ``seed``.
 
@@ -307,11 +428,8 @@ def transfer(
     -------
     TransferResult
     """
-    if mode != "linear":
-        raise RcvlabError(
-            f"mode '{mode}' is not available yet; use mode='linear' (frozen backbone, heads "
-            "trained on cached features)."
-        )
+    if mode not in ("linear", "finetune"):
+        raise RcvlabError(f"Unknown mode '{mode}'; use 'linear' or 'finetune'.")
     if seeds < 1:
         raise RcvlabError(f"seeds must be >= 1, got {seeds}.")
     if data.classes is None or data.groups is None:
@@ -330,27 +448,65 @@ def transfer(
         raise DataError(f"Too few patches with a finite {measure} for a 3-way split ({len(idx)}).")
 
     kw = dict(batch_size=feature_batch_size, cache_dir=cache_dir, device=device, progress=progress)
-    pre_layers = sorted({v.layer for v in vs if v.kind != "scratch"}, key=m.layers.index)
     feats = {}
-    if pre_layers:
-        feats["model"] = extract_features(m, data, pre_layers, **kw)
-    if any(v.kind == "scratch" for v in vs):
-        last = next(v.layer for v in vs if v.kind == "scratch")
-        feats["scratch"] = extract_features(m.twin("random", seed), data, [last], **kw)
+    if mode == "linear":
+        pre_layers = sorted({v.layer for v in vs if v.kind != "scratch"}, key=m.layers.index)
+        if pre_layers:
+            feats["model"] = extract_features(m, data, pre_layers, **kw)
+        if any(v.kind == "scratch" for v in vs):
+            last = next(v.layer for v in vs if v.kind == "scratch")
+            feats["scratch"] = extract_features(m.twin("random", seed), data, [last], **kw)
     classes = data.classes
     class_means = {c: float(y_all[tr][classes[tr] == c].mean()) for c in _ordered(classes[tr])}
     labels = list(class_means)
     runs, heads = [], {}
     for v in vs:
-        X = feats["scratch" if v.kind == "scratch" else "model"][v.layer].astype(np.float64)
-        ok = np.isfinite(X).all(1)
-        a, b, c = tr[ok[tr]], va[ok[va]], te[ok[te]]
+        if mode == "linear":
+            X = feats["scratch" if v.kind == "scratch" else "model"][v.layer].astype(np.float64)
+            ok = np.isfinite(X).all(1)
+            a, b, c = tr[ok[tr]], va[ok[va]], te[ok[te]]
+        else:
+            a, b, c = tr, va, te
         for s in range(seeds):
-            head, log = train_head(
-                X[a], y_all[a], X[b], y_all[b], seed=s, epochs=epochs, lr=lr, batch_size=batch_size
-            )
-            with torch.no_grad():
-                pred = head(torch.tensor(X[c], dtype=torch.float32)).numpy().astype(np.float64)
+            if mode == "linear":
+                head, log = train_head(
+                    X[a],
+                    y_all[a],
+                    X[b],
+                    y_all[b],
+                    seed=s,
+                    epochs=epochs,
+                    lr=lr,
+                    batch_size=batch_size,
+                )
+                with torch.no_grad():
+                    pred = head(torch.tensor(X[c], dtype=torch.float32)).numpy().astype(np.float64)
+                dim = X.shape[1]
+                heads[f"{v.name}/seed{s}"] = head.state_dict()
+            else:
+                net = finetune_network(
+                    m,
+                    v,
+                    data,
+                    y_all,
+                    a,
+                    b,
+                    seed=s,
+                    twin_seed=seed,
+                    epochs=epochs,
+                    lr=lr,
+                    batch_size=batch_size,
+                    device=device,
+                )
+                log = net.log
+                c = c[np.isin(c, net.readable(c))]
+                pred = net.predict(c)
+                dim = net.dim
+                heads[f"{v.name}/seed{s}"] = net.head_state()
+                if checkpoint_dir is not None:
+                    os.makedirs(checkpoint_dir, exist_ok=True)
+                    name = f"{v.name.replace(':', '_')}_seed{s}.pt"
+                    torch.save(net.state_dict(), os.path.join(checkpoint_dir, name))
             truth = y_all[c]
             mag_pred = nearest_class(pred, class_means)
             mag_true = classes[c]
@@ -364,7 +520,7 @@ def transfer(
                     v.name,
                     s,
                     v.layer,
-                    X.shape[1],
+                    dim,
                     float(np.abs(pred - truth).mean()),
                     by_class,
                     float((mag_pred == mag_true).mean()),
@@ -373,7 +529,6 @@ def transfer(
                     log["best_epoch"],
                 )
             )
-            heads[f"{v.name}/seed{s}"] = head.state_dict()
     result = TransferResult(
         tuple(runs),
         class_means,
