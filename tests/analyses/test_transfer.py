@@ -73,7 +73,7 @@ def test_wilcoxon_matches_scipy():
         ["pretrained", "pruned:dark"], load_model(Chain(), input_size=32, layers=["dark", "squash"])
     )
     vs[1] = vs[1].__class__("pruned:x", "pruned", "dark")
-    w = _wilcoxon(runs, vs)["pruned_x_vs_pretrained"]
+    w = _wilcoxon(runs, vs)["pruned_vs_pretrained"]
     ref = stats.wilcoxon(a, b)
     assert w["statistic"] == ref.statistic and w["p"] == pytest.approx(ref.pvalue) and w["n"] == 6
 
@@ -99,7 +99,7 @@ def test_planted_chain_pruned_beats_full(tmp_path):
     assert list(res.class_mean_area) == ["5X", "10X", "20X", "40X"]
     means = list(res.class_mean_area.values())
     assert means == sorted(means)
-    w = res.wilcoxon["pruned_dark_vs_pretrained"]
+    w = res.wilcoxon["pruned_vs_pretrained"]
     assert w["n"] == 5 and w["p"] == pytest.approx(0.0625)  # all 5 pairs favour pruned
     files = write_transfer_run(tmp_path, res)
     assert all(p.exists() for p in files.values())

@@ -301,6 +301,6 @@ def test_transfer_command_on_a_csv(runner, tmp_path):
     assert r.exit_code == 0, r.output + (r.stderr or "")
     res = json.loads((out / "transfer.json").read_text())
     assert set(res["class_mean_area"]) == {"10X", "20X", "40X"}
-    assert len(res["runs"]) == 6 and "pruned_layer1.0_vs_pretrained" in res["wilcoxon"]
+    assert len(res["runs"]) == 6 and "pruned_vs_pretrained" in res["wilcoxon"]
     for f in ("transfer.csv", "summary.md", "transfer.png", "heads.pt"):
         assert (out / f).exists()

@@ -584,13 +584,16 @@ def _kappa(true: np.ndarray, pred: np.ndarray, labels: list[str], weights: str |
 def _wilcoxon(runs: Sequence[TransferRun], vs: Sequence[Variant]) -> dict[str, dict[str, float]]:
     """Pruned vs every other variant: Wilcoxon signed-rank of the MAE, paired by seed."""
     mae = {v.name: {r.seed: r.mae for r in runs if r.variant == v.name} for v in vs}
+    n_pruned = sum(v.kind == "pruned" for v in vs)
     out = {}
     for p in (v for v in vs if v.kind == "pruned"):
         for o in (v for v in vs if v.name != p.name):
             seeds = sorted(set(mae[p.name]) & set(mae[o.name]))
             a = np.array([mae[p.name][s] for s in seeds])
             b = np.array([mae[o.name][s] for s in seeds])
-            key = f"{p.name.replace(':', '_')}_vs_{o.name.replace(':', '_')}"
+            # one pruned variant: the contract's plain "pruned_vs_pretrained"; several: by layer
+            left = "pruned" if n_pruned == 1 else p.name.replace(":", "_")
+            key = f"{left}_vs_{o.name.replace(':', '_')}"
             if len(seeds) < 2 or np.all(a == b):
                 out[key] = {"statistic": float("nan"), "p": float("nan"), "n": len(seeds)}
                 continue
