@@ -90,22 +90,32 @@ def test_low_level_statistics_do_not_give_the_ratio_away() -> None:
     """The colour matching and independent jitter hide r from cheap image statistics.
 
     Without them (plain pasting) the mean colour alone predicts r well, since the object's
-    colours differ from the background's (METHOD.md §8); the image's spread of colours and its
-    sharpness (mean gradient: small objects are shrunk more) are the next candidates. Checked
-    across classes and within classes (statistic and r centred per class).
+    colours differ from the background's (METHOD.md §8). Colour statistics are checked per
+    class (the probe fits one RCV per class). Sharpness (mean gradient) is checked pooled over
+    classes with r and the statistic centred per class: that is the resampling cue (small
+    objects shrunk more), common to all classes. Within a class the object's own texture
+    still shows (fur and a cluttered garage are sharper than the average background, sky and
+    a cup smoother): |corr| up to ~0.4, of either sign; documented, not tested.
     """
-    s = scaleset(n_per_class=50, seed=0, size=64)
+    s = scaleset(n_per_class=100, seed=0, size=48)
     r = s.measure("scale_ratio")
     ims = np.stack([_px(s, i).astype(np.float64) for i in range(len(s))])
     grey = ims.mean(-1)
-    stats = {
+    colour = {
         "brightness": ims.mean(axis=(1, 2, 3)),
         **{f"mean_{c}": ims[..., k].mean(axis=(1, 2)) for k, c in enumerate("rgb")},
         **{f"std_{c}": ims[..., k].std(axis=(1, 2)) for k, c in enumerate("rgb")},
         "saturation": (ims.max(-1) - ims.min(-1)).mean(axis=(1, 2)),
-        "gradient": np.abs(np.diff(grey, axis=1)).mean(axis=(1, 2))
-        + np.abs(np.diff(grey, axis=2)).mean(axis=(1, 2)),
     }
+    for name, v in colour.items():
+        for c in np.unique(s.classes):
+            k = s.classes == c
+            assert abs(np.corrcoef(v[k], r[k])[0, 1]) < 0.3, (name, c)
+        assert abs(np.corrcoef(v, r)[0, 1]) < 0.2, name
+
+    gradient = np.abs(np.diff(grey, axis=1)).mean(axis=(1, 2)) + np.abs(np.diff(grey, axis=2)).mean(
+        axis=(1, 2)
+    )
 
     def centred(v: np.ndarray) -> np.ndarray:
         out = v.copy()
@@ -113,9 +123,7 @@ def test_low_level_statistics_do_not_give_the_ratio_away() -> None:
             out[s.classes == c] -= v[s.classes == c].mean()
         return out
 
-    for name, v in stats.items():
-        assert abs(np.corrcoef(v, r)[0, 1]) < 0.3, name
-        assert abs(np.corrcoef(centred(v), centred(r))[0, 1]) < 0.3, name
+    assert abs(np.corrcoef(centred(gradient), centred(r))[0, 1]) < 0.3
 
 
 def test_labels_are_imagenet_classes() -> None:
