@@ -312,12 +312,7 @@ def prune_cmd(
     if profile is not None:
         from rcvlab.probe.result import ProfileResult
 
-        if not os.path.isfile(profile):
-            raise RcvlabError(f"Profile file not found: {profile}.")
-        try:
-            prof = ProfileResult.from_json(profile)
-        except (ValueError, KeyError) as e:
-            raise RcvlabError(f"{profile} is not a profile.json written by rcvlab: {e}") from e
+        prof = ProfileResult.from_json(profile)
         model = model or prof.model
         weights = weights or prof.weights
         layer = layer or prof.best_layer

@@ -304,3 +304,11 @@ def test_transfer_command_on_a_csv(runner, tmp_path):
     assert len(res["runs"]) == 6 and "pruned_vs_pretrained" in res["wilcoxon"]
     for f in ("transfer.csv", "summary.md", "transfer.png", "heads.pt"):
         assert (out / f).exists()
+
+
+def test_bad_profile_file_is_one_line(runner, tmp_path):
+    bad = tmp_path / "p.json"
+    bad.write_text("{not json")
+    for path in (str(bad), str(tmp_path / "missing.json")):
+        r = runner.invoke(main, ["prune", "--from-profile", path, "--out", str(tmp_path / "x.pt")])
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "profile" in r.stderr

@@ -171,12 +171,21 @@ class ProfileResult:
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> ProfileResult:
         """Read a ``profile.json`` file (or its text)."""
+        from rcvlab.errors import DataError
+
         s = os.fspath(path_or_text)
-        if s.lstrip().startswith("{"):
-            d = json.loads(s)
-        else:
-            with open(s) as f:
-                d = json.load(f)
+        try:
+            if s.lstrip().startswith("{"):
+                d = json.loads(s)
+            else:
+                with open(s) as f:
+                    d = json.load(f)
+        except OSError as e:
+            raise DataError(f"Cannot read profile {s}: {e.strerror or e}.") from e
+        except ValueError as e:
+            raise DataError(f"{s} is not a profile.json written by rcvlab: {e}.") from e
+        if not isinstance(d, dict) or "profiles" not in d or "model" not in d.get("profiles", {}):
+            raise DataError(f"{s} is not a profile.json written by rcvlab (no model profile).")
         profiles = {k: tuple(LayerScore.from_dict(x) for x in v) for k, v in d["profiles"].items()}
         return cls(
             profiles=profiles,
