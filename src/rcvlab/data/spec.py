@@ -8,6 +8,9 @@ Forms
     The same reader (an alias; the source string keeps the prefix given).
 ``csv:FILE``
     A CSV manifest (:func:`rcvlab.data.manifest.read_csv_manifest`).
+``folder:DIR`` / ``janowczyk:DIR``
+    Patches in magnification folders with masks beside them
+    (:func:`rcvlab.data.folder.read_patch_folders`).
 ``histo`` / ``histo:real`` / ``histo:synthetic``
     The embedded histology set (:func:`rcvlab.data.histo.histoset`): patches at seven
     magnifications with nuclei masks; classes are magnifications, groups source slides.
@@ -29,6 +32,7 @@ from .base import ImageSet
 
 #: The ``--data`` forms, as listed in error messages.
 DATA_FORMS: tuple[str, ...] = (
+    "folder:DIR",
     "histo[:real|synthetic]",
     "voc:DIR",
     "imagenet:DIR",
@@ -129,6 +133,10 @@ def open_data(
         kind = prefix.lower()
     elif not sep and spec.lower() == "scaleset":
         kind, arg = "scaleset", None
+    elif sep and prefix.lower() in ("folder", "janowczyk"):
+        from rcvlab.data.folder import read_patch_folders
+
+        return _filter_set(read_patch_folders(tail), cls)
     elif spec.lower() in ("histo", "histo:real", "histo:synthetic", "histo:both"):
         from rcvlab.data.histo import histoset
 
