@@ -130,3 +130,16 @@ def test_killed_process_resumes_without_half_written_cache(tmp_path):
     )
     subprocess.run([sys.executable, "-c", fresh], capture_output=True, check=True)
     np.testing.assert_array_equal(np.load(out), np.load(tmp_path / "ref.npy"))
+
+
+def test_random_twins_of_different_custom_nets_do_not_share_a_cache(tiny, rng, tmp_path):
+    import torch.nn as nn
+
+    other = nn.Sequential()
+    other.add_module("conv", nn.Conv2d(3, 2, 3, padding=1))
+    imgs = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    a = load_model(tiny, input_size=32, layers=["conv"]).twin("random", seed=0)
+    b = load_model(other.eval(), input_size=32, layers=["conv"]).twin("random", seed=0)
+    fa = extract_features(a, imgs, cache_dir=tmp_path)
+    fb = extract_features(b, imgs, cache_dir=tmp_path)
+    assert fa.key != fb.key and fb.n_computed == 4

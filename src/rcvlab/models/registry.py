@@ -143,7 +143,12 @@ class Model:
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
         return replace(
-            self, module=module.eval(), weights="random", weights_id=f"random:{seed}", seed=seed
+            self,
+            module=module.eval(),
+            weights="random",
+            # the source's digest keeps twins of different custom networks apart in the cache
+            weights_id=f"random:{seed}:{self.weights_id}",
+            seed=seed,
         )
 
     def __repr__(self) -> str:
