@@ -94,6 +94,7 @@ def layer_profile(
     if "random" in baselines:
         random_feats = extract_features(model.twin("random", seed), data, **kw)
     classes = data.classes if per_class else None
+    kept, no_positions = _layers_with_positions(feats, model)
     res = probe_layers(
         dict(feats),
         y,
@@ -105,6 +106,7 @@ def layer_profile(
         classes=classes,
         shuffled="shuffled" in baselines,
         random_features=None if random_feats is None else dict(random_feats),
+        layers=kept,
     )
     skipped = skipped_items(data, feats)
     info = {
@@ -127,10 +129,24 @@ def layer_profile(
             **res.extra,
             "weights_id": model.weights_id,
             "pooling": pooling,
+            **({"positions": feats.positions} if feats.positions else {}),
+            **({"no_positions": no_positions} if no_positions else {}),
             "preprocessing": model.preprocessing.key(),
             "feature_cache_key": feats.key,
         },
     )
+
+
+def _layers_with_positions(feats: FeatureSet, model: Model) -> tuple[list[str], list[str]]:
+    """Layers to probe, and those corrected GAP left without any position."""
+    empty = [k for k in feats if feats.positions.get(k, -1) == 0]
+    if empty and len(empty) == len(feats):
+        raise RcvlabError(
+            f"No probed layer of {model.name} has a position free of padding at "
+            f"{model.input_size} px, so corrected GAP has nothing to average. Probe earlier "
+            "layers, a larger --input-size, or --pooling gap."
+        )
+    return [k for k in feats if k not in empty], empty
 
 
 def skipped_items(data: ImageSet, feats: FeatureSet | None = None) -> list[tuple[str, str]]:

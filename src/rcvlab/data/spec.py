@@ -17,6 +17,16 @@ Forms
 ``scaleset`` / ``scaleset:CLASS[,CLASS]``
     The embedded synthetic scale set (:func:`rcvlab.data.scaleset.scaleset`), all classes or
     those listed.
+``filled`` / ``filled:CLASS[,CLASS]``
+    Embedded *filled* images (the object fills the frame) with their ImageNet-1k labels:
+    square crops inside the scale set's object boxes (:func:`rcvlab.data.filled.filled`),
+    for the resizing sweep.
+``labels:FILE.csv``
+    Images with their ImageNet class: columns ``path`` and ``class_index`` (or ``label``),
+    an index 0..999 or a WordNet id (:func:`rcvlab.data.filled.read_labels_csv`).
+``synsets:DIR``
+    ImageNet's layout ``DIR/n01530575/*.JPEG``, the class index from the folder's WordNet id
+    (:func:`rcvlab.data.filled.read_synset_folders`).
 ``DIR`` / ``FILE.csv``
     A bare existing path: a folder is read as ``voc:DIR``, a ``.csv`` file as ``csv:FILE``.
 """
@@ -39,10 +49,15 @@ DATA_FORMS: tuple[str, ...] = (
     "csv:FILE",
     "scaleset",
     "scaleset:CLASS[,CLASS]",
+    "filled[:CLASS,...]",
+    "labels:FILE.csv",
+    "synsets:DIR",
     "DIR",
     "FILE.csv",
 )
 _PREFIXES = ("voc", "imagenet", "csv", "scaleset")
+#: Prefixes of the sources with ImageNet labels (:mod:`rcvlab.data.filled`).
+_LABELLED = ("filled", "labels", "synsets")
 
 
 def _forms() -> str:
@@ -55,15 +70,16 @@ def _classes_arg(cls: str | Sequence[str] | None) -> list[str] | None:
     return [cls] if isinstance(cls, str) else [str(c) for c in cls]
 
 
-def _open_scaleset(
-    arg: str | None, cls: str | Sequence[str] | None, spec: str, **kw: object
-) -> ImageSet:
+def _embedded_classes(
+    arg: str | None, cls: str | Sequence[str] | None, spec: str, form: str = "scaleset"
+) -> list[str] | None:
+    """The classes of an embedded set from ``form:CLASS,...`` and the class filter."""
     listed = None
     if arg is not None:
         listed = [c.strip() for c in arg.split(",") if c.strip()]
         if not listed:
             raise DataError(
-                f"No class in --data {spec!r}; write scaleset:CLASS[,CLASS] or just scaleset."
+                f"No class in --data {spec!r}; write {form}:CLASS[,CLASS] or just {form}."
             )
     wanted = _classes_arg(cls)
     if listed is not None and wanted is not None:
@@ -74,10 +90,47 @@ def _open_scaleset(
                 "add it there or drop the class filter."
             )
         listed = wanted
-    classes = listed if listed is not None else wanted
+    return listed if listed is not None else wanted
+
+
+def _open_scaleset(
+    arg: str | None, cls: str | Sequence[str] | None, spec: str, **kw: object
+) -> ImageSet:
+    classes = _embedded_classes(arg, cls, spec)
     from rcvlab.data.scaleset import scaleset  # lazy: builds images, pulls in extra modules
 
     return scaleset(classes=classes, **kw)
+
+
+def _open_labelled(
+    kind: str,
+    arg: str | None,
+    cls: str | Sequence[str] | None,
+    spec: str,
+    strict: bool,
+    kw: dict[str, object],
+) -> ImageSet:
+    """``filled[:CLASS,...]``, ``labels:FILE.csv`` and ``synsets:DIR``."""
+    from rcvlab.data import filled as F  # lazy: needs timm's synset list
+
+    if kind == "filled":
+        extra = sorted(set(kw) - {"n_per_class", "seed"})
+        if extra:
+            raise DataError(
+                f"Option(s) {', '.join(extra)} do not apply to --data {spec!r} "
+                "(only n_per_class and seed do); drop them."
+            )
+        return F.filled(_embedded_classes(arg, cls, spec, "filled"), **kw)  # type: ignore[arg-type]
+    if kw:
+        raise DataError(
+            f"Options {', '.join(sorted(kw))} apply only to --data scaleset or filled, "
+            f"not {spec!r}; drop them."
+        )
+    if kind == "labels":
+        ds: ImageSet = F.read_labels_csv(_path(arg or "", spec, "file"), strict=strict)
+    else:
+        ds = F.read_synset_folders(_path(arg or "", spec, "folder"), strict=strict)
+    return _filter_set(ds, cls)
 
 
 def _path(arg: str, spec: str, what: str) -> str:
@@ -105,8 +158,9 @@ def open_data(
     strict : bool
         Raise at the first defective item instead of skipping it (VOC and CSV sources).
     **scaleset_kw
-        Passed to :func:`rcvlab.data.scaleset.scaleset` (``n_per_class``, ``seed``, ``size``);
-        rejected for other sources.
+        Passed to :func:`rcvlab.data.scaleset.scaleset` (``n_per_class``, ``seed``, ``size``)
+        or :func:`rcvlab.data.filled.filled` (``n_per_class``, ``seed``); rejected for other
+        sources.
 
     Returns
     -------
@@ -129,6 +183,10 @@ def open_data(
     prefix, sep, tail = spec.partition(":")
     arg: str | None = tail
     kind = ""
+    if prefix.lower() in _LABELLED and (sep or prefix.lower() == "filled"):
+        return _open_labelled(
+            prefix.lower(), tail if sep else None, cls, spec, strict, dict(scaleset_kw)
+        )
     if sep and prefix.lower() in _PREFIXES:
         kind = prefix.lower()
     elif not sep and spec.lower() == "scaleset":
@@ -158,13 +216,14 @@ def open_data(
     elif sep and "/" not in prefix and os.sep not in prefix:
         raise UnknownNameError(
             f"Unknown data source prefix '{prefix}:' in --data {spec!r}."
-            f"{did_you_mean(prefix.lower(), _PREFIXES)} Valid forms: {_forms()}."
+            f"{did_you_mean(prefix.lower(), (*_PREFIXES, *_LABELLED))} Valid forms: {_forms()}."
         )
     elif "/" in spec or os.sep in spec or spec.startswith(("~", ".")):
         raise DataError(f"--data path {spec!r} does not exist; check it. Valid forms: {_forms()}.")
     else:
         raise UnknownNameError(
-            f"Unknown data source {spec!r}.{did_you_mean(spec.lower(), ['scaleset', *_PREFIXES])}"
+            f"Unknown data source {spec!r}."
+            f"{did_you_mean(spec.lower(), ['scaleset', 'filled', *_PREFIXES])}"
             f" Valid forms: {_forms()}."
         )
 

@@ -17,7 +17,7 @@ from rcvlab.data.base import ArrayImageSet, ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.cache import FeatureCache, cache_key
 from rcvlab.features.hooks import capture
-from rcvlab.features.pooling import get_pooling
+from rcvlab.features.pooling import get_pooling, layer_pools
 from rcvlab.models.registry import Model, load_model
 
 
@@ -34,12 +34,16 @@ class FeatureSet(dict[str, np.ndarray]):
         Cache key of the extraction ('' without a cache).
     n_computed : int
         Images that went through the network in this call (0 when read from the cache).
+    positions : dict of str to int
+        With ``pooling="corrected-gap"``: positions averaged per layer. A layer with 0 has
+        no position free of padding at this input size; its features are NaN.
     """
 
     valid: np.ndarray
     skipped: dict[int, Skip]
     key: str
     n_computed: int
+    positions: dict[str, int]
 
     @property
     def dims(self) -> dict[str, int]:
@@ -97,8 +101,11 @@ def extract_features(
     layers : sequence of str or "all", optional
         Layer names (default: every named layer of the model).
     batch_size : int
-    pooling : {"gap", "max"}
+    pooling : {"gap", "corrected-gap", "max"}
         How maps become vectors (inside the forward hooks: memory is O(images x sum of dims)).
+        ``corrected-gap`` averages only positions whose receptive field lies inside the
+        input (:mod:`rcvlab.features.receptive`); layers with none give NaN features and
+        ``positions[layer] == 0``.
     resize : {"resize", "crop"}
         ``resize`` squeezes the whole image to the input size (keeps the object's area
         ratio: use it for scale); ``crop`` is the classifier's resize + centre crop.
@@ -140,7 +147,7 @@ def extract_features(
     if batch_size < 1:
         raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
     specs = model.resolve(layers)
-    pool, linear = get_pooling(pooling)
+    get_pooling(pooling)
     start, stop = (0, n) if shard is None else (int(shard[0]), int(shard[1]))
     if not 0 <= start < stop <= n:
         raise RcvlabError(f"Shard {shard} is outside the data set's range [0, {n}).")
@@ -168,6 +175,7 @@ def extract_features(
     mem_valid = np.zeros(n, dtype=bool)
     mem_skipped: dict[int, Skip] = {}
     done = 0
+    pool, linear, positions = layer_pools(pooling, model.module, specs, model.input_size)
     if total:
         dev = choose_device(device)
         module = model.module.to(dev)
@@ -228,6 +236,7 @@ def extract_features(
     result.skipped = skipped
     result.key = key
     result.n_computed = done
+    result.positions = positions
     return result
 
 

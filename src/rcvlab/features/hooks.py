@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -15,20 +15,31 @@ from rcvlab.models.layers import LayerSpec
 
 @contextmanager
 def capture(
-    module: nn.Module, specs: Sequence[LayerSpec], pool: Pool, *, linear: bool = True
+    module: nn.Module,
+    specs: Sequence[LayerSpec],
+    pool: Pool | Mapping[str, Pool],
+    *,
+    linear: bool = True,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Register hooks that store each layer's pooled ``(n, d)`` output in the yielded dict.
 
-    The dict is filled by every forward pass of ``module`` inside the ``with`` block (values
-    are overwritten per pass). Hooks are always removed on exit, also on errors and Ctrl-C.
+    ``pool`` is one pooling for every layer, or one per layer name (corrected GAP averages
+    a different set of positions in each layer). The dict is filled by every forward pass
+    of ``module`` inside the ``with`` block (values are overwritten per pass). Hooks are
+    always removed on exit, also on errors and Ctrl-C.
     """
     out: dict[str, torch.Tensor] = {}
     handles: list[torch.utils.hooks.RemovableHandle] = []
 
+    def pool_of(name: str) -> Pool:
+        return pool[name] if isinstance(pool, Mapping) else pool
+
     def store(name: str, transform=None):
+        layer_pool = pool_of(name)
+
         def hook(_m: nn.Module, _inp: object, output: torch.Tensor) -> None:
             y = output if transform is None else transform(output)
-            out[name] = pool(y).float()
+            out[name] = layer_pool(y).float()
 
         return hook
 
@@ -48,7 +59,7 @@ def capture(
                     raise RcvlabError(
                         f"Layer {spec.name} (a residual sum) needs a linear pooling such as GAP."
                     )
-                handles.extend(_residual_sum_hooks(target, spec.name, pool, out))
+                handles.extend(_residual_sum_hooks(target, spec.name, pool_of(spec.name), out))
             else:  # pragma: no cover - LayerSpec.kind is a closed set
                 raise RcvlabError(f"Unknown layer kind {spec.kind!r}")
         yield out

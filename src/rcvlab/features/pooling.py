@@ -1,12 +1,26 @@
-"""Reducing a layer's output map to one vector per image, inside the forward pass."""
+"""Reducing a layer's output map to one vector per image, inside the forward pass.
+
+``gap``
+    global average pooling over all positions.
+``corrected-gap``
+    the average over the positions whose receptive field lies entirely inside the input
+    (:func:`rcvlab.features.receptive.padding_masks`): zero padding leaves no trace in it.
+    A layer with no such position at the input size gives NaN features, never a made-up
+    value; :func:`layer_pools` reports the number of positions per layer.
+``max``
+    global max pooling.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
+import torch.nn as nn
 
 from rcvlab.errors import UnknownNameError, did_you_mean
+from rcvlab.models.layers import LayerSpec
 
 Pool = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,11 +43,60 @@ def gmp(x: torch.Tensor) -> torch.Tensor:
     return gap(x)
 
 
-POOLINGS: dict[str, tuple[Pool, bool]] = {"gap": (gap, True), "max": (gmp, False)}
+def corrected_gap(mask: np.ndarray) -> Pool:
+    """Average over the positions where ``mask`` is True (see :func:`padding_masks`).
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        ``(h, w)`` for maps, ``(tokens,)`` for token sequences, ``()`` for vectors.
+
+    Returns
+    -------
+    callable
+        ``(n, c, h, w) -> (n, c)``; all-NaN rows when the mask keeps no position.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    count = int(mask.sum())
+    cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def weights(x: torch.Tensor) -> torch.Tensor:
+        k = (x.device, x.dtype)
+        if k not in cache:
+            cache[k] = torch.as_tensor(mask / max(count, 1), dtype=x.dtype, device=x.device)
+        return cache[k]
+
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        spatial = tuple(x.shape[2:]) if x.ndim == 4 else tuple(x.shape[1:-1])
+        if x.ndim == 2:
+            spatial = ()
+        if spatial != mask.shape:
+            raise ValueError(
+                f"corrected GAP mask of shape {mask.shape} does not fit an output of shape "
+                f"{tuple(x.shape)} (was the input size changed?)"
+            )
+        if count == 0:
+            c = x.shape[1] if x.ndim != 3 else x.shape[2]
+            return torch.full((x.shape[0], c), float("nan"), dtype=x.dtype, device=x.device)
+        if x.ndim == 2:
+            return x
+        if x.ndim == 4:
+            return torch.einsum("nchw,hw->nc", x, weights(x))
+        return torch.einsum("ntc,t->nc", x, weights(x))
+
+    return pool
 
 
-def get_pooling(name: str) -> tuple[Pool, bool]:
-    """Return ``(pool, is_linear)`` for a pooling name."""
+POOLINGS: dict[str, tuple[Pool | None, bool]] = {
+    "gap": (gap, True),
+    "corrected-gap": (None, True),  # per layer: built from the masks by layer_pools
+    "max": (gmp, False),
+}
+
+
+def get_pooling(name: str) -> tuple[Pool | None, bool]:
+    """Return ``(pool, is_linear)`` for a pooling name (``pool`` is None for corrected GAP,
+    whose pooling differs per layer: use :func:`layer_pools`)."""
     if name not in POOLINGS:
         raise UnknownNameError(
             f"Unknown pooling '{name}'.{did_you_mean(name, POOLINGS)} "
@@ -42,4 +105,27 @@ def get_pooling(name: str) -> tuple[Pool, bool]:
     return POOLINGS[name]
 
 
-__all__ = ["POOLINGS", "gap", "get_pooling", "gmp"]
+def layer_pools(
+    name: str, module: nn.Module, specs: Sequence[LayerSpec], size: int | tuple[int, int]
+) -> tuple[dict[str, Pool], bool, dict[str, int]]:
+    """The pooling of every layer for an input of ``size`` pixels.
+
+    Returns
+    -------
+    pools : dict of str to callable
+    linear : bool
+        Whether the pooling is linear (required for ResNet residual sums).
+    positions : dict of str to int
+        Positions averaged per layer (all of them for ``gap``; -1 for ``max``).
+    """
+    pool, linear = get_pooling(name)
+    if pool is not None:
+        return {s.name: pool for s in specs}, linear, {}
+    from rcvlab.features.receptive import padding_masks
+
+    masks = padding_masks(module, specs, size)
+    pools = {s.name: corrected_gap(masks[s.name]) for s in specs}
+    return pools, linear, {k: int(v.sum()) for k, v in masks.items()}
+
+
+__all__ = ["POOLINGS", "corrected_gap", "gap", "get_pooling", "gmp", "layer_pools"]

@@ -1,0 +1,789 @@
+"""The resizing sweep (paper 000 §4.1, Figure 6): classifier confidence against input size.
+
+For images with a known ImageNet class, ideally *filled* (the object fills the frame, so
+that resizing the image changes the object's size in pixels and nothing else), every image
+is resized as a whole (no crop) to ``s x s`` pixels with each interpolation filter, normalised
+with the model's mean and standard deviation, and passed through the full network in eval
+mode; the softmax (in float32) gives the probability of the correct class and whether it is
+among the top 1 and top 5 predictions. Per interpolation and size:
+
+- ``p_mean``: the mean over images of the probability of the correct class, with a
+  **Student-t** 95 % interval (``mean ± t_{0.975, n-1} s / sqrt(n)``, ``s`` the sample
+  standard deviation; :func:`rcvlab.probe.stats.mean_ci95`), treating the ``n`` per-image
+  values as independent, clipped to [0, 1];
+- ``top1`` / ``top5``: the fraction of images whose correct class is the top prediction /
+  among the five most probable, with a **Wilson score** 95 % interval (:func:`wilson_ci95`).
+
+An image may have several acceptable classes (the embedded filled cat is a tabby, a tiger cat
+or an Egyptian cat): its probability is then the **sum** of their probabilities, and it is a
+top-k hit when **any** of them is among the top k.
+
+The papers' result: the probability peaks near the size the network was trained at and
+falls off on both sides. Note that the embedded filled set (``--data filled``) holds crops of
+four photographs only, so its intervals show the variation over crops, not over photographs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from rcvlab.data.base import ImageSet, Skip
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
+from rcvlab.models.registry import Model, load_model
+from rcvlab.sizes import parse_sizes
+
+#: PIL filters by name (``--interp``).
+INTERPOLATIONS: dict[str, int] = {
+    "lanczos": Image.LANCZOS,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "nearest": Image.NEAREST,
+    "box": Image.BOX,
+    "hamming": Image.HAMMING,
+}
+#: The paper's four filters, in its order.
+DEFAULT_INTERPS: tuple[str, ...] = ("lanczos", "bilinear", "bicubic", "nearest")
+#: Documented minimum input sizes (Keras' InceptionV3 accepts 75 px and up); other networks
+#: are probed with a forward pass of a blank image (:func:`min_input_size`).
+KNOWN_MIN_SIZES: dict[str, int] = {"inception_v3": 75}
+_ARRAY_KEYS = ("ids", "labels", "p", "top1", "top5", "pred")
+_Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+
+def parse_interps(spec: str | Sequence[str]) -> list[str]:
+    """``"lanczos,nearest"`` (or a sequence of names) -> validated filter names, in order.
+
+    Raises
+    ------
+    UnknownNameError
+        For an unknown name (with the closest valid one).
+    RcvlabError
+        For an empty spec or a repeated name.
+    """
+    names = spec.split(",") if isinstance(spec, str) else [str(s) for s in spec]
+    names = [n.strip().lower() for n in names if n.strip()]
+    if not names:
+        raise RcvlabError(f"No interpolation given; choose from {', '.join(INTERPOLATIONS)}.")
+    for n in names:
+        if n not in INTERPOLATIONS:
+            raise UnknownNameError(
+                f"Unknown interpolation '{n}'.{did_you_mean(n, INTERPOLATIONS)} "
+                f"Choose from {', '.join(INTERPOLATIONS)}."
+            )
+    if len(set(names)) != len(names):
+        raise RcvlabError(f"Interpolation repeated in {spec!r}; list each once.")
+    return names
+
+
+def wilson_ci95(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95 % interval of a proportion ``k / n``.
+
+    ``(p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``z = 1.96``; unlike the
+    normal-approximation interval it stays inside [0, 1] and has width at ``k = 0`` or
+    ``k = n``. The same as ``statsmodels.stats.proportion.proportion_confint(k, n,
+    method="wilson")``. ``(nan, nan)`` for ``n = 0``.
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = k / n
+    z2 = _Z95 * _Z95
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def _blank_forward(
+    module: nn.Module, size: int, dev: torch.device, channels_last: bool
+) -> tuple[torch.Tensor | None, str]:
+    """Logits of one blank ``size x size`` image, or ``(None, error)`` if the network fails."""
+    x = torch.zeros(1, 3, size, size, device=dev)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            out = module(x)
+    except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+        return None, _first_line(e)
+    return out, ""
+
+
+def min_input_size(
+    model: Model,
+    sizes: Sequence[int],
+    *,
+    device: str | torch.device | None = None,
+    channels_last: bool = False,
+) -> int:
+    """The smallest square input the network runs on, searched within ``sizes``' range.
+
+    :data:`KNOWN_MIN_SIZES` gives it for some networks; otherwise blank images are passed
+    through the network (smallest and largest requested size, then a bisection between
+    them), assuming that a network that runs on ``s`` px also runs on larger inputs.
+
+    Returns
+    -------
+    int
+        The minimum (at most ``min(sizes)`` when the smallest requested size runs).
+
+    Raises
+    ------
+    RcvlabError
+        If the network runs on neither the smallest nor the largest requested size.
+    """
+    from rcvlab.features.extract import choose_device
+
+    known = KNOWN_MIN_SIZES.get(model.name)
+    lo_req, hi_req = min(sizes), max(sizes)
+    if known is not None:
+        return known
+    dev = choose_device(device)
+    module = model.module.to(dev).eval()
+    out, _ = _blank_forward(module, lo_req, dev, channels_last)
+    if out is not None:
+        return lo_req
+    out, err_hi = _blank_forward(module, hi_req, dev, channels_last)
+    if out is None:
+        raise RcvlabError(
+            f"{model.name} fails on {lo_req}-px and on {hi_req}-px inputs ({err_hi}); the sweep "
+            "needs a network that accepts any input size (a CNN with global pooling)."
+        )
+    lo, hi = lo_req, hi_req  # lo fails, hi runs
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _blank_forward(module, mid, dev, channels_last)[0] is None:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _tensor(
+    images: Sequence[Image.Image],
+    size: int,
+    interp: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> torch.Tensor:
+    """Whole images resized to ``size x size`` (no crop) and normalised: float32 NCHW."""
+    f = INTERPOLATIONS[interp]
+    arr = np.stack([np.asarray(im.resize((size, size), f), dtype=np.uint8) for im in images])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def class_probabilities(
+    model: Model,
+    images: Sequence[Image.Image],
+    size: int,
+    interp: str = "lanczos",
+    *,
+    device: str | torch.device | None = None,
+    channels_last: bool = True,
+) -> np.ndarray:
+    """The full softmax of the network for RGB images resized as a whole to ``size`` px.
+
+    Parameters
+    ----------
+    model : Model
+    images : sequence of PIL.Image.Image
+        RGB images (one batch).
+    size : int
+        Square input side in pixels.
+    interp : str
+        A key of :data:`INTERPOLATIONS`.
+    device : str, optional
+        Default: CUDA when available.
+    channels_last : bool
+        Run in channels-last memory format.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, n_outputs)`` float32 probabilities (each row sums to 1).
+    """
+    from rcvlab.features.extract import choose_device
+
+    (interp,) = parse_interps([interp])
+    dev = choose_device(device)
+    module = model.module.to(dev).eval()
+    x = _tensor(images, int(size), interp, model.preprocessing.mean, model.preprocessing.std)
+    return _softmax(module, x, dev, channels_last).cpu().numpy()
+
+
+def _softmax(
+    module: nn.Module, x: torch.Tensor, dev: torch.device, channels_last: bool
+) -> torch.Tensor:
+    x = x.to(dev)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        logits = module(x)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise RcvlabError(
+            "The network's output is not a (batch, classes) tensor of logits; the sweep needs "
+            "the full classifier."
+        )
+    return torch.softmax(logits.float(), dim=1)
+
+
+def _progress(progress: bool | Callable[[int, int], None], total: int, label: str):
+    """A context giving ``tick(k)``: a rich progress bar, a callback ``(done, total)`` or none."""
+    if callable(progress):
+        state = {"done": 0}
+
+        def tick(k: int) -> None:
+            state["done"] += k
+            progress(state["done"], total)
+
+        return nullcontext(tick)
+    if not progress:
+        return nullcontext(lambda k: None)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    class _Bar:
+        def __enter__(self):
+            self.p = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+            )
+            self.p.__enter__()
+            self.t = self.p.add_task(label, total=total)
+            return lambda k: self.p.advance(self.t, k)
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+    return _Bar()
+
+
+# -- the result -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResizeSweepResult:
+    """Per-image outcomes of a resizing sweep, with summaries and intervals on demand.
+
+    The arrays are indexed ``[interp, size, image]`` in the order of ``interps``, ``sizes``
+    and ``ids`` (readable images only; the others are in ``skipped``).
+
+    Attributes
+    ----------
+    model, weights : str
+        The network (registry name) and its weights (``imagenet``, ``random``, a path).
+    data : str
+        The data source (``filled:cat,...``, ``labels:FILE``, ``synsets:DIR`` ...).
+    sizes : tuple of int
+    interps : tuple of str
+    ids : tuple of str
+        The images' identifiers.
+    labels : tuple of tuple of int
+        The acceptable class indices of every image.
+    p : numpy.ndarray
+        float64, probability of the correct class(es).
+    top1, top5 : numpy.ndarray
+        bool, whether a correct class is the top prediction / among the five most probable.
+    pred : numpy.ndarray
+        int64, the top-1 predicted class index.
+    input_size : int
+        The size the network was trained at (its preprocessing's input size).
+    n_outputs : int
+        Number of classifier outputs.
+    skipped : tuple of Skip
+        Unreadable images.
+    command : str
+        The command line (or call) that produced the result.
+    meta : dict
+        Device, timing, versions, batch size, weights identifier.
+    """
+
+    model: str
+    weights: str
+    data: str
+    sizes: tuple[int, ...]
+    interps: tuple[str, ...]
+    ids: tuple[str, ...]
+    labels: tuple[tuple[int, ...], ...]
+    p: np.ndarray = field(repr=False, compare=False)
+    top1: np.ndarray = field(repr=False, compare=False)
+    top5: np.ndarray = field(repr=False, compare=False)
+    pred: np.ndarray = field(repr=False, compare=False)
+    input_size: int = 224
+    n_outputs: int = 1000
+    skipped: tuple[Skip, ...] = ()
+    command: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def n(self) -> int:
+        """Number of (readable) images."""
+        return len(self.ids)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (interpolation, size): ``n``, ``p_mean`` with its Student-t interval
+        ``p_ci95_low``/``p_ci95_high`` and ``p_std``, and ``top1``/``top5`` with their
+        Wilson intervals (``top5_ci95_low`` ...)."""
+        from rcvlab.probe.stats import mean_ci95
+
+        rows = []
+        for a, interp in enumerate(self.interps):
+            for b, size in enumerate(self.sizes):
+                p = self.p[a, b]
+                n = int(p.size)
+                lo, hi = mean_ci95(p)
+                lo, hi = (float(v) for v in np.clip((lo, hi), 0.0, 1.0))  # NaN stays NaN
+                row: dict[str, Any] = {
+                    "interp": interp,
+                    "size": int(size),
+                    "n": n,
+                    "p_mean": float(p.mean()) if n else math.nan,
+                    "p_ci95_low": lo,
+                    "p_ci95_high": hi,
+                    "p_std": float(p.std(ddof=1)) if n > 1 else math.nan,
+                }
+                for k, hits in (("top1", self.top1[a, b]), ("top5", self.top5[a, b])):
+                    n_hit = int(hits.sum())
+                    klo, khi = wilson_ci95(n_hit, n)
+                    row[k] = n_hit / n if n else math.nan
+                    row[f"{k}_ci95_low"], row[f"{k}_ci95_high"] = klo, khi
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def per_image_frame(self) -> pd.DataFrame:
+        """The long form: one row per (interpolation, size, image) with ``p``, ``top1``,
+        ``top5``, ``pred`` and the image's ``class_index`` (acceptable indices joined by
+        ``;``)."""
+        ni, ns, nn_ = self.p.shape
+        labels = [";".join(str(v) for v in lab) for lab in self.labels]
+        return pd.DataFrame(
+            {
+                "interp": np.repeat(np.asarray(self.interps, dtype=object), ns * nn_),
+                "size": np.tile(np.repeat(np.asarray(self.sizes), nn_), ni),
+                "image": np.tile(np.asarray(self.ids, dtype=object), ni * ns),
+                "class_index": np.tile(np.asarray(labels, dtype=object), ni * ns),
+                "p": self.p.ravel(),
+                "top1": self.top1.ravel(),
+                "top5": self.top5.ravel(),
+                "pred": self.pred.ravel(),
+            }
+        )
+
+    def peaks(self) -> dict[str, tuple[int, float]]:
+        """Per interpolation: the size with the highest mean probability, and that mean."""
+        f = self.to_frame()
+        out = {}
+        for interp in self.interps:
+            sub = f[f.interp == interp]
+            row = sub.loc[sub.p_mean.idxmax()]
+            out[interp] = (int(row["size"]), float(row["p_mean"]))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: metadata, the summary rows and the per-image arrays."""
+        from rcvlab.probe.result import _jsonable
+
+        return _jsonable(
+            {
+                "kind": "resize_sweep",
+                "model": self.model,
+                "weights": self.weights,
+                "data": self.data,
+                "sizes": list(self.sizes),
+                "interps": list(self.interps),
+                "input_size": self.input_size,
+                "n_outputs": self.n_outputs,
+                "n_images": self.n,
+                "command": self.command,
+                "meta": self.meta,
+                "peaks": {k: {"size": s, "p_mean": p} for k, (s, p) in self.peaks().items()},
+                "summary": self.to_frame().to_dict(orient="records"),
+                "ids": list(self.ids),
+                "labels": [list(lab) for lab in self.labels],
+                "p": self.p.tolist(),
+                "top1": self.top1.astype(int).tolist(),
+                "top5": self.top5.astype(int).tolist(),
+                "pred": self.pred.tolist(),
+                "skipped": [asdict(s) for s in self.skipped],
+            }
+        )
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The ``sweep.json`` text; written atomically to ``path`` if given.
+
+        Metadata and summary rows are indented; the per-image arrays (``ids``, ``labels``,
+        ``p``, ``top1``, ``top5``, ``pred``: ``[interp][size][image]``) take one line each.
+        """
+        d = self.to_dict()
+        arrays = {k: d.pop(k) for k in _ARRAY_KEYS}
+        head = json.dumps(d, indent=2, allow_nan=False)
+        tail = ",\n".join(
+            f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False, separators=(',', ':'))}"
+            for k, v in arrays.items()
+        )
+        text = head[: head.rindex("}")].rstrip() + ",\n" + tail + "\n}"
+        if path is not None:
+            from rcvlab.runio import write_text
+
+            write_text(path, text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResizeSweepResult:
+        shape = (len(d["interps"]), len(d["sizes"]), len(d["ids"]))
+
+        def arr(key: str, dtype: Any) -> np.ndarray:
+            a = np.asarray(d[key], dtype=dtype)
+            return a.reshape(shape)
+
+        return cls(
+            model=d["model"],
+            weights=d["weights"],
+            data=d["data"],
+            sizes=tuple(int(s) for s in d["sizes"]),
+            interps=tuple(d["interps"]),
+            ids=tuple(d["ids"]),
+            labels=tuple(tuple(int(v) for v in lab) for lab in d["labels"]),
+            p=arr("p", np.float64),
+            top1=arr("top1", bool),
+            top5=arr("top5", bool),
+            pred=arr("pred", np.int64),
+            input_size=int(d.get("input_size", 224)),
+            n_outputs=int(d.get("n_outputs", 1000)),
+            skipped=tuple(Skip(s["path"], s["reason"]) for s in d.get("skipped", [])),
+            command=d.get("command", ""),
+            meta=dict(d.get("meta", {})),
+        )
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str]) -> ResizeSweepResult:
+        """Read a result from a ``sweep.json`` file (or its text)."""
+        if isinstance(source, str) and source.lstrip().startswith("{"):
+            text = source
+        else:
+            try:
+                text = Path(source).read_text()
+            except OSError as e:
+                raise DataError(f"Cannot read sweep result {source}: {e}") from e
+        try:
+            return cls.from_dict(json.loads(text))
+        except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
+            raise DataError(f"{source} is not a resize-sweep result ({_first_line(e)}).") from e
+
+    def to_markdown(self) -> str:
+        """``summary.md``: peaks, the value at the smallest and largest size, and per-size
+        tables with 95 % intervals."""
+        f = self.to_frame()
+
+        def ci(lo: float, hi: float) -> str:
+            return "–" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.3f}, {hi:.3f}]"
+
+        lines = [
+            f"# Resizing sweep: {self.model} ({self.weights}) on {self.data}",
+            "",
+            f"{self.n} images resized as a whole (no crop) to each square size; the network "
+            f"was trained at {self.input_size} px. p = mean probability of the correct class "
+            "(Student-t 95 % interval); top-1 / top-5 = accuracy (Wilson 95 % interval).",
+            "",
+            "| interpolation | peak size | p at peak | "
+            f"p at {min(self.sizes)} px | p at {max(self.sizes)} px | top-5 at peak |",
+            "|---|---|---|---|---|---|",
+        ]
+        for interp, (size, p) in self.peaks().items():
+            sub = f[f.interp == interp].set_index("size")
+            lines.append(
+                f"| {interp} | {size} | {p:.3f} | {sub.p_mean[min(self.sizes)]:.3f} | "
+                f"{sub.p_mean[max(self.sizes)]:.3f} | {sub.top5[size]:.3f} |"
+            )
+        for interp in self.interps:
+            lines += [
+                "",
+                f"## {interp}",
+                "",
+                "| size | n | p | 95 % CI | top-1 | 95 % CI | top-5 | 95 % CI |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for _, r in f[f.interp == interp].iterrows():
+                lines.append(
+                    f"| {r['size']} | {r.n} | {r.p_mean:.3f} | "
+                    f"{ci(r.p_ci95_low, r.p_ci95_high)} | {r.top1:.3f} | "
+                    f"{ci(r.top1_ci95_low, r.top1_ci95_high)} | {r.top5:.3f} | "
+                    f"{ci(r.top5_ci95_low, r.top5_ci95_high)} |"
+                )
+        lines += ["", f"Skipped images: {len(self.skipped)}."]
+        if self.meta.get("seconds") is not None:
+            lines.append(
+                f"Time: {self.meta['seconds']:.1f} s on {self.meta.get('device', '?')} "
+                f"(batch {self.meta.get('batch_size', '?')})."
+            )
+        if self.command:
+            lines.append(f"Command: `{self.command}`")
+        return "\n".join(lines) + "\n"
+
+
+# -- the experiment ---------------------------------------------------------------------
+
+
+def _check_labels(
+    data: ImageSet, labels: list[tuple[int, ...] | None], n_out: int | None, model: str
+) -> None:
+    missing = [i for i, lab in enumerate(labels) if not lab]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(
+            f"Image {data.ids[missing[0]]}{more} has no class index; give every image its "
+            "ImageNet class (class_index column 0..999 or a WordNet id in labels:FILE.csv, or "
+            "a synset folder) or leave it out."
+        )
+    if n_out is None:
+        return
+    for i, lab in enumerate(labels):
+        bad = [v for v in lab if not 0 <= v < n_out]  # type: ignore[union-attr]
+        if bad:
+            raise DataError(
+                f"Image {data.ids[i]} has class index {bad[0]}, but {model} has {n_out} outputs "
+                f"(0..{n_out - 1}); fix its class index or use a model with that class."
+            )
+
+
+def resize_sweep(
+    model: Model | str | nn.Module,
+    data: ImageSet,
+    sizes: str | Sequence[int] = "75:500:25",
+    interps: str | Sequence[str] = DEFAULT_INTERPS,
+    *,
+    weights: str = "imagenet",
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    channels_last: bool = True,
+    strict: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+    command: str = "",
+) -> ResizeSweepResult:
+    """Probability of the correct class and top-1/top-5 accuracy at every size and filter.
+
+    Parameters
+    ----------
+    model : Model, str or torch.nn.Module
+        A loaded model, a registry name (loaded with ``weights`` and ``seed``), or a plain
+        classifier module (ImageNet normalisation, trained size 224).
+    data : ImageSet
+        Images with class indices (:func:`rcvlab.data.filled.class_indices`): ``filled``,
+        ``labels:FILE.csv``, ``synsets:DIR`` ...
+    sizes : str or sequence of int
+        Square input sizes (:func:`rcvlab.sizes.parse_sizes`: ``"75:500:25"``).
+    interps : str or sequence of str
+        Filters (:data:`INTERPOLATIONS`): ``"lanczos,bilinear,bicubic,nearest"``.
+    weights : str
+        Weights when ``model`` is a name.
+    seed : int
+        Seed of random weights when ``model`` is a name.
+    batch_size : int
+        Images decoded and run together (each image is decoded once and resized to every
+        size with every filter while in memory).
+    device : str, optional
+        Default: CUDA when available, else CPU.
+    channels_last : bool
+        Run in channels-last memory format.
+    strict : bool
+        Raise for an unreadable image instead of skipping it (listed in ``skipped``).
+    progress : bool or callable
+        A rich progress bar, or ``progress(done, total)`` after each batch (in
+        image-size-filter evaluations).
+    command : str
+        Stored in the result.
+
+    Returns
+    -------
+    ResizeSweepResult
+
+    Raises
+    ------
+    RcvlabError
+        Before any image is run: a bad size spec, a size below the smallest input the
+        network runs on (naming the minimum), a network whose output is not logits.
+    UnknownNameError
+        An unknown interpolation.
+    DataError
+        An image without a class index, or with one beyond the network's outputs (naming
+        the image); no readable image; an unreadable image with ``strict``.
+    """
+    from rcvlab import __version__
+    from rcvlab.data.filled import class_indices
+    from rcvlab.features.extract import choose_device
+
+    t0 = time.perf_counter()
+    size_list = parse_sizes(sizes)
+    interp_list = parse_interps(interps)
+    if batch_size < 1:
+        raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
+    if not isinstance(data, ImageSet):
+        raise RcvlabError(f"data must be an ImageSet (see rcvlab.data.open_data), got {data!r}.")
+    if len(data) == 0:
+        raise DataError(f"No images in {data.source or 'the data'}.")
+    labels = class_indices(data)
+    _check_labels(data, labels, None, "")
+    if isinstance(model, nn.Module):
+        model = load_model(model, input_size=224)
+    elif isinstance(model, str):
+        model = load_model(model, weights, seed=seed)
+
+    # every check that needs the network, before any image is decoded
+    dev = choose_device(device)
+    module = model.module.to(dev)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    module.eval()
+    lowest = min_input_size(model, size_list, device=dev, channels_last=channels_last)
+    below = [s for s in size_list if s < lowest]
+    if below:
+        name = "Size" if len(below) == 1 else "Sizes"
+        raise RcvlabError(
+            f"{name} {', '.join(map(str, below))} px {'is' if len(below) == 1 else 'are'} below "
+            f"the smallest input {model.name} accepts ({lowest} px); start the sizes at {lowest} "
+            f"or above, e.g. --sizes {lowest}:{max(size_list)}:25."
+        )
+    out, err = _blank_forward(module, size_list[0], dev, channels_last)
+    if out is None:
+        raise RcvlabError(f"{model.name} fails on a {size_list[0]}-px input: {err}.")
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise RcvlabError(
+            f"The output of {model.name} is not a (batch, classes) tensor of logits; the sweep "
+            "needs the full classifier."
+        )
+    n_out = int(out.shape[1])
+    _check_labels(data, labels, n_out, model.name)
+
+    n, ni, ns = len(data), len(interp_list), len(size_list)
+    p = np.full((ni, ns, n), np.nan)
+    top1 = np.zeros((ni, ns, n), dtype=bool)
+    top5 = np.zeros((ni, ns, n), dtype=bool)
+    pred = np.full((ni, ns, n), -1, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    skipped: list[Skip] = []
+    k_top = min(5, n_out)
+    mean, std = model.preprocessing.mean, model.preprocessing.std
+    jobs = [(a, b) for a in range(ni) for b in range(ns)]
+    label = f"resize sweep {model.name} ({model.weights})"
+    pool = ThreadPoolExecutor(max_workers=1)  # resizes the next job while the network runs
+    try:
+        with _progress(progress, n * ni * ns, label) as tick:
+            for c0 in range(0, n, batch_size):
+                c1 = min(n, c0 + batch_size)
+                pil, idx = [], []
+                for i in range(c0, c1):
+                    try:
+                        pil.append(data.load(i).convert("RGB"))
+                        idx.append(i)
+                    except DataError as e:
+                        if strict:
+                            raise DataError(
+                                f"{e} (image {data.ids[i]}; drop --strict to skip such images)"
+                            ) from e
+                        skipped.append(Skip(data.ids[i], str(e)))
+                if not pil:
+                    tick((c1 - c0) * len(jobs))
+                    continue
+                ok[idx] = True
+                mask = torch.zeros(len(idx), n_out, dtype=torch.bool)
+                for r, i in enumerate(idx):
+                    mask[r, list(labels[i])] = True  # type: ignore[arg-type]
+                mask = mask.to(dev)
+
+                def make(job: tuple[int, int], pil=pil) -> torch.Tensor:
+                    return _tensor(pil, size_list[job[1]], interp_list[job[0]], mean, std)
+
+                pending = pool.submit(make, jobs[0])
+                for j, (a, b) in enumerate(jobs):
+                    x = pending.result()
+                    if j + 1 < len(jobs):
+                        pending = pool.submit(make, jobs[j + 1])
+                    prob = _softmax(module, x, dev, channels_last)
+                    best = prob.topk(k_top, dim=1).indices
+                    p[a, b, idx] = (prob * mask).sum(1).double().cpu().numpy()
+                    top1[a, b, idx] = mask.gather(1, best[:, :1]).any(1).cpu().numpy()
+                    top5[a, b, idx] = mask.gather(1, best).any(1).cpu().numpy()
+                    pred[a, b, idx] = best[:, 0].cpu().numpy()
+                    tick(c1 - c0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    if not ok.any():
+        first = skipped[0].reason if skipped else "unknown"
+        raise DataError(
+            f"No image of {data.source or 'the data'} could be read; first problem: {first}."
+        )
+    keep = np.flatnonzero(ok)
+    return ResizeSweepResult(
+        model=model.name,
+        weights=model.weights,
+        data=data.source,
+        sizes=tuple(size_list),
+        interps=tuple(interp_list),
+        ids=tuple(data.ids[i] for i in keep),
+        labels=tuple(labels[i] for i in keep),  # type: ignore[misc]
+        p=p[:, :, keep],
+        top1=top1[:, :, keep],
+        top5=top5[:, :, keep],
+        pred=pred[:, :, keep],
+        input_size=int(model.input_size),
+        n_outputs=n_out,
+        skipped=tuple([*data.skipped, *skipped]),
+        command=command,
+        meta={
+            "device": str(dev),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "batch_size": int(batch_size),
+            "weights_id": model.weights_id,
+            "torch_threads": torch.get_num_threads(),
+            "rcvlab_version": __version__,
+            "torch_version": torch.__version__,
+        },
+    )
+
+
+__all__ = [
+    "DEFAULT_INTERPS",
+    "INTERPOLATIONS",
+    "KNOWN_MIN_SIZES",
+    "ResizeSweepResult",
+    "class_probabilities",
+    "min_input_size",
+    "parse_interps",
+    "resize_sweep",
+    "wilson_ci95",
+]

@@ -1,0 +1,92 @@
+"""The noise-input experiment: padding carries the image size, corrected GAP removes it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rcvlab.analyses.noise import NoiseSizeResult, noise_images, noise_size
+from rcvlab.errors import RcvlabError
+from rcvlab.models.registry import load_model
+
+
+@pytest.fixture(scope="module")
+def inception_random():
+    return load_model("inception_v3", "random", seed=0)
+
+
+@pytest.fixture(scope="module")
+def result(inception_random):
+    return noise_size(
+        inception_random,
+        sizes="150:230:20",
+        n_train=5,
+        n_test=10,
+        reps=3,
+        layers=["mixed0", "mixed1", "mixed2", "mixed5", "pre-softmax"],
+        seed=0,
+    )
+
+
+def test_regular_gap_regresses_size_and_corrected_gap_does_not(result):
+    kept = [e for e in result.layers if e.r2_corrected is not None]
+    assert [e.layer for e in kept] == ["mixed0", "mixed1", "mixed2"]
+    for e in kept:
+        gap, cor = np.mean(e.r2_gap), np.mean(e.r2_corrected)
+        assert gap > 0.5, e.layer
+        assert gap > cor, e.layer
+        assert cor < 0.3, e.layer
+    # deep layers and the logits keep no position at 150 px: reported, not invented
+    for name in ("mixed5", "pre-softmax"):
+        e = result.layer(name)
+        assert e.r2_corrected is None and e.min_positions == 0
+        assert len(e.r2_gap) == 3
+
+
+def test_positions_match_the_masks_and_json_reports_zero(result, inception_random):
+    from rcvlab.features.receptive import padding_masks
+
+    specs = inception_random.resolve(["mixed1"])
+    for s in result.sizes[:2]:
+        assert (
+            result.layer("mixed1").positions[s]
+            == padding_masks(inception_random.module, specs, s)["mixed1"].sum()
+        )
+    d = json.loads(result.to_json())
+    by = {e["layer"]: e for e in d["layers"]}
+    assert by["mixed5"]["positions"] == 0 and by["mixed5"]["r2_corrected"] is None
+    assert by["mixed5"]["corrected_gap"]["r2_mean"] is None
+    back = NoiseSizeResult.from_json(result.to_json())
+    assert back.layer("mixed0").r2_gap == result.layer("mixed0").r2_gap
+    f = result.to_frame()
+    assert set(f.pooling) == {"gap", "corrected-gap"} and len(f) == 2 * len(result.layers)
+    assert f.loc[(f.layer == "mixed5") & (f.pooling == "corrected-gap"), "r2_mean"].isna().all()
+
+
+def test_widths_and_images_are_seeded_and_distinct_in_training(result):
+    w = np.asarray(result.extra["widths"])
+    assert w.shape == (3, 15)
+    assert all(len(set(row[:5])) == 5 and len(set(row[5:])) > 1 for row in w)
+    assert set(w.ravel()) <= set(result.sizes)
+    a = noise_images([9, 12], np.random.default_rng(1))
+    b = noise_images([9, 12], np.random.default_rng(1))
+    assert [x.shape for x in a] == [(9, 9, 3), (12, 12, 3)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert a[1].min() >= 0 and a[1].max() <= 255 and a[1].dtype == np.uint8
+
+
+def test_same_seed_same_numbers():
+    m = load_model("mobilenet_v2", "random", seed=0)
+    kw = dict(sizes="64,96,128", n_train=3, n_test=4, reps=2, layers=["features.4"], seed=3)
+    a, b = noise_size(m, **kw), noise_size(m, **kw)
+    assert a.layer("features.4").r2_gap == b.layer("features.4").r2_gap
+    assert a.layer("features.4").r2_corrected == b.layer("features.4").r2_corrected
+
+
+def test_bad_input_is_one_clear_error(inception_random):
+    with pytest.raises(RcvlabError, match="too small"):
+        noise_size(inception_random, sizes="40,150", layers=["mixed0"], reps=1)
+    with pytest.raises(RcvlabError, match="two different sizes"):
+        noise_size(inception_random, sizes="150", layers=["mixed0"])
+    with pytest.raises(RcvlabError, match="n_train"):
+        noise_size(inception_random, sizes="150,200", n_train=1, layers=["mixed0"])
