@@ -11,6 +11,7 @@ from rcvlab.features import FeatureSet, extract_features, layer_dims
 from rcvlab.models import Model, available_models, load_model
 from rcvlab.probe.profile import probe_layers
 from rcvlab.probe.result import LayerScore, ProfileResult
+from rcvlab.prune import PrunedModel, prune
 
 __all__ = [
     "DataError",

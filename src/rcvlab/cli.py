@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any
 
 import click
+import numpy as np
 
 from rcvlab import __version__
 from rcvlab.errors import RcvlabError
@@ -212,6 +213,13 @@ def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--input-size", type=int, default=None, help="Square input size (default: the model's own)."
 )
+@click.option(
+    "--pooling",
+    type=click.Choice(["gap", "corrected-gap", "max"]),
+    default="gap",
+    show_default=True,
+    help="corrected-gap averages only positions whose receptive field avoids the padding.",
+)
 @click.option("--out", required=True, help="Run folder to write.")
 @_common_probe_options
 @_friendly
@@ -226,6 +234,7 @@ def probe(
     strict: bool,
     n_per_class: int | None,
     input_size: int | None,
+    pooling: str,
     out: str,
     measure: str,
     regressor: str,
@@ -263,6 +272,7 @@ def probe(
         seed=seed,
         per_class=per_class,
         batch_size=batch_size,
+        pooling=pooling,
         cache_dir=_cache_dir(cache_dir),
         device=device,
         strict=strict,
@@ -270,6 +280,12 @@ def probe(
         command=_command_line(),
     )
     write_profile_run(out_dir, [res])
+    empty = res.extra.get("no_positions")
+    if empty:
+        click.echo(
+            f"corrected GAP: no position free of padding in {', '.join(empty)} at "
+            f"{net.input_size} px (not probed; listed in profile.json)."
+        )
     best = res.score(res.best_layer)
     click.echo(
         f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
@@ -436,6 +452,474 @@ def transfer_cmd(
     click.echo(
         f"wrote {out_dir}/ (transfer.json, transfer.csv, summary.md, transfer.png, heads.pt)"
     )
+
+
+def _data_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--model/--weights/--data/--input-size/--layer options of the one-layer analyses."""
+    opts = [
+        click.option("--model", required=True, help="Registry name, or timm:NAME."),
+        click.option("--weights", default="imagenet", show_default=True),
+        click.option(
+            "--data",
+            "data_spec",
+            required=True,
+            help="voc:DIR, imagenet:DIR, csv:FILE, scaleset[:CLASS,...], histo, folder:DIR.",
+        ),
+        click.option("--layer", required=True, help="One layer name (see `rcvlab layers`)."),
+        click.option("--input-size", type=int, default=None),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--batch-size", type=int, default=32, show_default=True),
+        click.option("--device", default=None),
+        click.option("--cache-dir", default=None, help="Feature cache ('none' to disable)."),
+        click.option("--out", required=True, help="Run folder to write."),
+        click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _alphas(spec: str) -> list[float]:
+    """``START:STOP:COUNT`` (evenly spaced, both ends included) or a comma-separated list."""
+    from rcvlab.errors import RcvlabError
+
+    try:
+        parts = spec.split(":")
+        if len(parts) == 3:
+            count = int(parts[2])
+            if count < 1:
+                raise ValueError
+            return np.linspace(float(parts[0]), float(parts[1]), count).tolist()
+        if len(parts) == 1:
+            return [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        pass
+    raise RcvlabError(
+        f"Cannot read --alphas {spec!r}; write START:STOP:COUNT (e.g. 0:0.01:21) or a list "
+        "such as 0,0.001,0.01."
+    )
+
+
+def _measure_option(default: str = "scale_ratio_sqrt") -> Callable[..., Any]:
+    return click.option(
+        "--measure",
+        default=default,
+        show_default=True,
+        help="Concept measure (any that `rcvlab probe` accepts).",
+    )
+
+
+@main.command("sparsity")
+@_data_options
+@_measure_option()
+@click.option("--train-class", required=True, help="Class the Lasso path is fitted on.")
+@click.option(
+    "--test-class", "test_classes", default=None, help="Comma-separated other classes to test on."
+)
+@click.option("--alphas", default="0:0.01:21", show_default=True, help="START:STOP:COUNT or list.")
+@click.option("--reps", type=int, default=10, show_default=True)
+@click.option("--test-fraction", type=float, default=0.5, show_default=True)
+@_friendly
+def sparsity_cmd(
+    model: str,
+    weights: str,
+    data_spec: str,
+    layer: str,
+    input_size: int | None,
+    seed: int,
+    batch_size: int,
+    device: str | None,
+    cache_dir: str | None,
+    out: str,
+    force: bool,
+    measure: str,
+    train_class: str,
+    test_classes: str | None,
+    alphas: str,
+    reps: int,
+    test_fraction: float,
+) -> None:
+    """Lasso path at LAYER: non-zero coefficients vs test R², same and other classes."""
+    from rcvlab.analyses.sparsity import sparsity_on_data
+    from rcvlab.data import open_data
+    from rcvlab.models import load_model
+    from rcvlab.report.encoding import write_sparsity_run
+    from rcvlab.runio import prepare_out, write_skipped
+
+    alpha_list = _alphas(alphas)
+    out_dir = prepare_out(out, force=force)
+    data = open_data(data_spec)
+    net = load_model(model, weights, seed=seed, input_size=input_size)
+    res = sparsity_on_data(
+        net,
+        data,
+        layer,
+        measure,
+        train_class,
+        _csv(test_classes) or [],
+        alpha_list,
+        reps,
+        seed,
+        test_fraction=test_fraction,
+        batch_size=batch_size,
+        cache_dir=_cache_dir(cache_dir),
+        device=device,
+        progress=True,
+        command=_command_line(),
+    )
+    files = write_sparsity_run(out_dir, res)
+    write_skipped(out_dir / "skipped.csv", _skips(res.meta))
+    import pandas as pd
+
+    table = pd.read_csv(files["cross_class.csv"])
+    click.echo(table.to_string(index=False, float_format="%.3f"))
+    click.echo(f"wrote {out_dir}/ (sparsity.csv/json/png, cross_class.csv, summary.md)")
+
+
+@main.command("alignment")
+@_data_options
+@_measure_option()
+@click.option("--train-class", default=None, help="Class to fit on (default: the first).")
+@click.option("--alpha", type=float, default=0.001, show_default=True, help="Lasso penalty.")
+@click.option("--max-dims", type=int, default=200, show_default=True)
+@_friendly
+def alignment_cmd(
+    model: str,
+    weights: str,
+    data_spec: str,
+    layer: str,
+    input_size: int | None,
+    seed: int,
+    batch_size: int,
+    device: str | None,
+    cache_dir: str | None,
+    out: str,
+    force: bool,
+    measure: str,
+    train_class: str | None,
+    alpha: float,
+    max_dims: int,
+) -> None:
+    """Cumulative norm of the plain and the Lasso RCV over its largest components."""
+    from rcvlab.analyses.alignment import alignment_on_data
+    from rcvlab.data import open_data
+    from rcvlab.models import load_model
+    from rcvlab.report.encoding import write_alignment_run
+    from rcvlab.runio import prepare_out, write_skipped
+
+    out_dir = prepare_out(out, force=force)
+    data = open_data(data_spec)
+    net = load_model(model, weights, seed=seed, input_size=input_size)
+    res = alignment_on_data(
+        net,
+        data,
+        layer,
+        measure,
+        train_class,
+        alpha=alpha,
+        max_dims=max_dims,
+        seed=seed,
+        batch_size=batch_size,
+        cache_dir=_cache_dir(cache_dir),
+        device=device,
+        progress=True,
+        command=_command_line(),
+    )
+    write_alignment_run(out_dir, res)
+    write_skipped(out_dir / "skipped.csv", _skips(res[0].meta))
+    for r in res:
+        click.echo(
+            f"{r.regressor:6s} non-zero {r.n_nonzero:5d}  maps for 90 % of the norm: "
+            f"{r.dims_for(0.9)}"
+        )
+    click.echo(f"wrote {out_dir}/ (alignment.csv/json/png, summary.md)")
+
+
+@main.command("consistency")
+@_data_options
+@_measure_option()
+@click.option("--classes", default=None, help="Comma-separated classes (default: all).")
+@click.option("--alpha", type=float, default=0.001, show_default=True, help="Lasso penalty.")
+@click.option("--reps", type=int, default=10, show_default=True)
+@_friendly
+def consistency_cmd(
+    model: str,
+    weights: str,
+    data_spec: str,
+    layer: str,
+    input_size: int | None,
+    seed: int,
+    batch_size: int,
+    device: str | None,
+    cache_dir: str | None,
+    out: str,
+    force: bool,
+    measure: str,
+    classes: str | None,
+    alpha: float,
+    reps: int,
+) -> None:
+    """Angles between RCVs of disjoint splits, of different classes and of shuffled measures."""
+    from rcvlab.analyses.consistency import consistency_on_data
+    from rcvlab.data import open_data
+    from rcvlab.models import load_model
+    from rcvlab.report.encoding import write_consistency_run
+    from rcvlab.runio import prepare_out, write_skipped
+
+    out_dir = prepare_out(out, force=force)
+    data = open_data(data_spec)
+    net = load_model(model, weights, seed=seed, input_size=input_size)
+    res = consistency_on_data(
+        net,
+        data,
+        layer,
+        measure,
+        _csv(classes),
+        reps,
+        seed,
+        alpha,
+        batch_size=batch_size,
+        cache_dir=_cache_dir(cache_dir),
+        device=device,
+        progress=True,
+        command=_command_line(),
+    )
+    write_consistency_run(out_dir, res)
+    write_skipped(out_dir / "skipped.csv", _skips(res.meta))
+    cols = ["a", "b", "regressor", "angle_mean", "angle_std", "cos_mean", "cos_std"]
+    click.echo(res.to_frame()[cols].to_string(index=False, float_format="%.3f"))
+    click.echo(f"wrote {out_dir}/ (consistency.csv/json/png, summary.md)")
+
+
+def _skips(meta: dict) -> list[tuple[str, str]]:
+    return [(s["path"], s["reason"]) for s in meta.get("skipped", [])]
+
+
+@main.command("relevance")
+@_data_options
+@click.option(
+    "--measure",
+    "measure_names",
+    default="scale_ratio",
+    show_default=True,
+    help="Comma-separated concept measures (any that `rcvlab probe` accepts).",
+)
+@click.option(
+    "--target-class", required=True, help="Class whose logit is differentiated (index or name)."
+)
+@click.option(
+    "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ridge", show_default=True
+)
+@click.option("--alpha", type=float, default=None)
+@click.option("--reps", type=int, default=10, show_default=True)
+@_friendly
+def relevance_cmd(
+    model: str,
+    weights: str,
+    data_spec: str,
+    layer: str,
+    input_size: int | None,
+    seed: int,
+    batch_size: int,
+    device: str | None,
+    cache_dir: str | None,
+    out: str,
+    force: bool,
+    measure_names: str,
+    target_class: str,
+    regressor: str,
+    alpha: float | None,
+    reps: int,
+) -> None:
+    """Sensitivity of a class logit along the RCV at LAYER, and the relevance score Br."""
+    from rcvlab.analyses.relevance import relevance
+    from rcvlab.data import open_data
+    from rcvlab.models import load_model
+    from rcvlab.report.relevance import write_relevance_run
+    from rcvlab.runio import prepare_out
+
+    out_dir = prepare_out(out, force=force)
+    data = open_data(data_spec)
+    net = load_model(model, weights, seed=seed, input_size=input_size)
+    res = relevance(
+        net,
+        data,
+        layer,
+        _csv(measure_names) or [],
+        target_class,
+        regressor=regressor,
+        alpha=alpha,
+        reps=reps,
+        seed=seed,
+        batch_size=batch_size,
+        cache_dir=_cache_dir(cache_dir),
+        device=device,
+        progress=True,
+        command=_command_line(),
+    )
+    write_relevance_run(out_dir, res)
+    for _, row in res.to_frame().iterrows():
+        click.echo(
+            f"{row['measure']:20s} R² {row['r2_mean']:.3f}  mean S {row['sens_mean']:+.4g}  "
+            f"Br {row['br']:+.3f}"
+        )
+    click.echo(f"wrote {out_dir}/ (relevance.csv, relevance.json, summary.md, relevance.png)")
+
+
+@main.command("resize-sweep")
+@click.option("--model", required=True, help="Registry name, or timm:NAME.")
+@click.option("--weights", default="imagenet", show_default=True)
+@click.option(
+    "--data",
+    "data_spec",
+    default="filled",
+    show_default=True,
+    help="Filled images with ImageNet labels: filled[:CLASS,...], labels:FILE.csv, synsets:DIR.",
+)
+@click.option(
+    "--sizes",
+    default="75:500:25",
+    show_default=True,
+    help="Square sizes: START:STOP[:STEP] or a list such as 224,299.",
+)
+@click.option(
+    "--interp",
+    "interps",
+    default="lanczos,bilinear,bicubic,nearest",
+    show_default=True,
+    help="Comma-separated PIL filters.",
+)
+@click.option(
+    "--n-per-class", type=int, default=None, help="Embedded filled set only (default 25)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--device", default=None)
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
+@click.option("--out", required=True, help="Run folder to write.")
+@click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
+@_friendly
+def resize_sweep_cmd(
+    model: str,
+    weights: str,
+    data_spec: str,
+    sizes: str,
+    interps: str,
+    n_per_class: int | None,
+    seed: int,
+    batch_size: int,
+    device: str | None,
+    strict: bool,
+    out: str,
+    force: bool,
+) -> None:
+    """Probability of the correct class and top-5 accuracy per input size and filter."""
+    from rcvlab.analyses.resize import parse_interps, resize_sweep
+    from rcvlab.data import open_data
+    from rcvlab.report.resize import write_resize_run
+    from rcvlab.runio import prepare_out
+    from rcvlab.sizes import parse_sizes
+
+    size_list, interp_list = parse_sizes(sizes), parse_interps(interps)
+    extra = {} if n_per_class is None else {"n_per_class": n_per_class}
+    if data_spec.split(":")[0].lower() == "filled":
+        extra["seed"] = seed
+    data = open_data(data_spec, strict=strict, **extra)
+    out_dir = prepare_out(out, force=force)
+    res = resize_sweep(
+        model,
+        data,
+        size_list,
+        interp_list,
+        weights=weights,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        strict=strict,
+        progress=True,
+        command=_command_line(),
+    )
+    write_resize_run(out_dir, res)
+    frame = res.to_frame()
+    for interp, g in frame.groupby("interp", sort=False):
+        best = g.loc[g.p_mean.idxmax()]
+        click.echo(
+            f"{interp:9s} peak p {best.p_mean:.3f} at {int(best['size'])} px; "
+            f"p at {int(g['size'].min())} px {g.p_mean.iloc[0]:.3f}, "
+            f"at {int(g['size'].max())} px {g.p_mean.iloc[-1]:.3f}"
+        )
+    click.echo(f"wrote {out_dir}/ (sweep.csv, sweep.json, sweep.png, summary.md)")
+
+
+@main.command("noise-size")
+@click.option("--model", required=True, help="Registry name, or timm:NAME.")
+@click.option("--weights", default="imagenet", show_default=True, help="imagenet or random.")
+@click.option(
+    "--sizes",
+    default="150:500",
+    show_default=True,
+    help="Square widths: START:STOP[:STEP] (step 25) or a list such as 150,299,500.",
+)
+@click.option("--train", "n_train", type=int, default=5, show_default=True)
+@click.option("--test", "n_test", type=int, default=20, show_default=True)
+@click.option("--reps", type=int, default=10, show_default=True)
+@click.option("--layers", "layer_names", default="all", show_default=True)
+@click.option(
+    "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ols", show_default=True
+)
+@click.option("--alpha", type=float, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--device", default=None)
+@click.option("--out", required=True, help="Run folder to write.")
+@click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
+@_friendly
+def noise_size_cmd(
+    model: str,
+    weights: str,
+    sizes: str,
+    n_train: int,
+    n_test: int,
+    reps: int,
+    layer_names: str,
+    regressor: str,
+    alpha: float | None,
+    seed: int,
+    batch_size: int,
+    device: str | None,
+    out: str,
+    force: bool,
+) -> None:
+    """Regress the width of white-noise images per layer, with regular and corrected GAP."""
+    from rcvlab.analyses.noise import noise_size
+    from rcvlab.report.noise import write_noise_run
+    from rcvlab.runio import prepare_out
+    from rcvlab.sizes import parse_sizes
+
+    size_list = parse_sizes(sizes)
+    out_dir = prepare_out(out, force=force)
+    res = noise_size(
+        model,
+        weights=weights,
+        sizes=size_list,
+        n_train=n_train,
+        n_test=n_test,
+        reps=reps,
+        layers=layer_names,
+        regressor=regressor,
+        alpha=alpha,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        progress=True,
+        command=_command_line(),
+    )
+    write_noise_run(out_dir, res)
+    for e in res.layers:
+        g, c = e.summary("gap"), e.summary("corrected-gap")
+        cor = "no positions" if c["r2_mean"] is None else f"{c['r2_mean']:.3f}"
+        click.echo(f"{e.layer:14s} regular GAP R² {g['r2_mean']:.3f}   corrected GAP {cor}")
+    click.echo(f"wrote {out_dir}/ (noise.json, noise.csv, noise.png, summary.md)")
 
 
 @main.command()

@@ -1,5 +1,45 @@
-"""Each paper experiment as a function returning a result object."""
+"""Each paper experiment as a function returning a result object.
 
+* :func:`layer_profile` — where a concept is linearly encoded, layer by layer (part 1);
+* :func:`transfer` — pruned vs full networks transferred to histopathology (part 2);
+* :func:`resize_sweep`, :func:`noise_size` — input size versus object scale (part 3);
+* :func:`sparsity`, :func:`alignment`, :func:`consistency`, :func:`relevance` — how the
+  concept is encoded and whether it moves the decision (part 4).
+"""
+
+from rcvlab.analyses.alignment import AlignmentResult, alignment, alignment_on_data
+from rcvlab.analyses.consistency import (
+    ConsistencyResult,
+    angle_between,
+    consistency,
+    consistency_on_data,
+)
+from rcvlab.analyses.noise import NoiseSizeResult, noise_size
 from rcvlab.analyses.profile import layer_profile
+from rcvlab.analyses.relevance import RelevanceResult, relevance, relevance_from_arrays
+from rcvlab.analyses.resize import ResizeSweepResult, resize_sweep
+from rcvlab.analyses.sparsity import SparsityResult, sparsity, sparsity_on_data
+from rcvlab.analyses.transfer import TransferResult, transfer
 
-__all__ = ["layer_profile"]
+__all__ = [
+    "AlignmentResult",
+    "ConsistencyResult",
+    "NoiseSizeResult",
+    "RelevanceResult",
+    "ResizeSweepResult",
+    "SparsityResult",
+    "TransferResult",
+    "alignment",
+    "alignment_on_data",
+    "angle_between",
+    "consistency",
+    "consistency_on_data",
+    "layer_profile",
+    "noise_size",
+    "relevance",
+    "relevance_from_arrays",
+    "resize_sweep",
+    "sparsity",
+    "sparsity_on_data",
+    "transfer",
+]

@@ -37,8 +37,14 @@ def run_demo(
     command: str = "",
     echo: Callable[[str], None] = print,
     progress: bool = True,
+    encoding: bool = True,
 ) -> list[ProfileResult]:
     """Profile each of ``models`` (ImageNet weights) on the embedded scale set and write the run.
+
+    With ``encoding`` the report gains a section on how scale is encoded at the first
+    model's best layer (paper 001): the Lasso path within and across classes, the alignment
+    of the plain and the Lasso RCV, and the angles between RCVs (:func:`encoding_demo`; its
+    files go to ``out/encoding/``).
 
     Returns
     -------
@@ -71,13 +77,99 @@ def run_demo(
             f"{rnd:.3f} ({time.perf_counter() - t0:.0f} s)"
         )
         results.append(res)
+    sections = []
+    if encoding and results:
+        t0 = time.perf_counter()
+        section = encoding_demo(
+            results[0], data, out_dir / "encoding", reps=reps, seed=seed, cache_dir=cache_dir
+        )
+        sections.append(section)
+        echo(f"encoding at {results[0].best_layer}: ({time.perf_counter() - t0:.0f} s)")
     write_profile_run(
-        out_dir, results, title="rcvlab demo: where is object scale encoded?", notes=DEMO_NOTES
+        out_dir,
+        results,
+        title="rcvlab demo: where is object scale encoded?",
+        notes=DEMO_NOTES,
+        sections=sections,
     )
     return results
 
 
-__all__ = ["run_demo"]
+def encoding_demo(
+    profile: ProfileResult,
+    data,
+    out: str | os.PathLike[str],
+    *,
+    reps: int = 10,
+    seed: int = 0,
+    alpha: float = 0.001,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> str:
+    """Sparsity, alignment and consistency at the profile's best layer; returns HTML.
+
+    Features are those of the profile (read from the cache when ``cache_dir`` is the one the
+    profile used). The Lasso path (alpha 0 … 0.01, 21 values) is fitted on the first class
+    in sorted order and tested on its held-out half and on every other class; consistency
+    compares RCVs of every class (plain OLS and Lasso with ``alpha``). Writes the files of
+    ``rcvlab sparsity`` and ``rcvlab consistency`` to ``out``.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from rcvlab.analyses.alignment import alignment
+    from rcvlab.analyses.consistency import consistency
+    from rcvlab.analyses.sparsity import sparsity
+    from rcvlab.features.extract import extract_features
+    from rcvlab.models.registry import load_model
+    from rcvlab.report.encoding import (
+        encoding_section,
+        write_consistency_run,
+        write_sparsity_run,
+    )
+
+    layer = profile.best_layer
+    model = load_model(profile.model, profile.weights, seed=seed)
+    feats = extract_features(model, data, cache_dir=cache_dir)
+    X = feats[layer].astype(np.float64)
+    y = data.measure(profile.measure)
+    cls = np.asarray(data.classes)
+    ok = feats.valid & np.isfinite(y) & np.isfinite(X).all(axis=1)
+    by = {c: (X[ok & (cls == c)], y[ok & (cls == c)]) for c in sorted(set(cls[ok].tolist()))}
+    train = next(iter(by))
+    meta = {"model": profile.model, "layer": layer, "measure": profile.measure}
+    sp = sparsity(
+        *by[train],
+        alphas=np.linspace(0.0, 0.01, 21),
+        reps=reps,
+        seed=seed,
+        test_sets={c: v for c, v in by.items() if c != train},
+        meta={**meta, "train_class": train, "test_classes": [c for c in by if c != train]},
+    )
+    al = [
+        alignment(*by[train], regressor=r, alpha=alpha, meta={**meta, "train_class": train})
+        for r in ("ols", "lasso")
+    ]
+    co = consistency(by, reps=reps, seed=seed, alpha=alpha, meta=meta)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("sparsity", "consistency"):
+        (out / name).mkdir(exist_ok=True)
+    write_sparsity_run(out / "sparsity", sp)
+    write_consistency_run(out / "consistency", co)
+    return encoding_section(
+        sp,
+        co,
+        al,
+        notes=(
+            f"Scale ratio at {layer} of {profile.model}, the layer with the highest profile "
+            f"R²; alignment fitted on all {len(by[train][1])} images of {train}. Files: "
+            "encoding/sparsity/ and encoding/consistency/.",
+        ),
+    )
+
+
+__all__ = ["encoding_demo", "run_demo"]
 
 
 HISTO_NOTES = (

@@ -18,6 +18,7 @@ def write_profile_run(
     *,
     title: str = "rcvlab layer-wise concept profile",
     notes: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write ``profile.json`` (first result; others as ``profile_<model>.json``), ``profile.csv``
     (all results, a ``model`` column), ``profile.png``, ``skipped.csv`` and ``report.html``.
@@ -61,6 +62,7 @@ def write_profile_run(
         figures={"profile": fig},
         skipped=skipped,
         notes=list(notes),
+        sections=list(sections),
     )
     files["report.html"] = out / "report.html"
     return files

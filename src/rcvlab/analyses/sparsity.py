@@ -1,0 +1,896 @@
+"""Sparsity of a concept's encoding: the Lasso path of RCVs (paper 001, §4.2, §5.1, Figs 4-5).
+
+How many feature maps does a layer need to carry the measure (object scale)? For every
+repetition, the training class is split at random (:func:`rcvlab.probe.splits.repeated_splits`),
+the features are standardised with the **training split's** statistics only (the same
+standardisation and constant-column rule as :func:`rcvlab.probe.fit.fit_rcv`), and RCVs are
+fitted for every alpha of a grid:
+
+* ``alpha = 0`` is the plain fit (``plain="ols"``: minimum-norm least squares, as the paper's
+  "non-regularised" regression; or ``"ridge"`` with its leave-one-out alpha);
+* ``alpha > 0`` is scikit-learn's Lasso objective ``(1/(2n)) ||y - Zw - b||² + alpha ||w||_1``
+  on the standardised features ``Z`` with an intercept, solved for all alphas at once by
+  :func:`sklearn.linear_model.lasso_path` (coordinate descent, decreasing alphas, each fit
+  warm-started from the previous one) on the centred measure, with the tolerance and
+  iteration limit of :func:`~rcvlab.probe.fit.fit_rcv`.
+
+Each fit is scored by its number of non-zero coefficients (exact zeros: coordinate descent
+sets them), its training R², and its held-out R² (:func:`rcvlab.probe.stats.r2_score`) on the
+held-out side of the training class (``"same"``) and on every other class given in
+``test_sets`` (the whole class, standardised with the training split's statistics).
+
+The same file holds the small helpers that the alignment and consistency analyses share
+(input checks, features of one layer split by class).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from sklearn.linear_model import lasso_path
+
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
+from rcvlab.probe import fit as _fit
+from rcvlab.probe.fit import RCV, Design, _make_rcv
+from rcvlab.probe.splits import repeated_splits
+from rcvlab.probe.stats import mean_ci95, r2_score
+
+MIN_ROWS = 10
+"""Fewest usable rows (images) an analysis accepts for one class."""
+
+DEFAULT_ALPHAS: NDArray[np.float64] = np.linspace(0.0, 0.01, 21)
+"""The paper's grid: alpha from 0 (plain fit) to 0.01 in 21 steps."""
+
+PLAIN_REGRESSORS = ("ols", "ridge")
+SAME = "same"
+
+FloatArray = NDArray[np.float64]
+
+
+# -- shared input checks ----------------------------------------------------------------------
+
+
+def check_xy(X: ArrayLike, y: ArrayLike, name: str = "X") -> tuple[FloatArray, FloatArray]:
+    """Validate one class's features and measure; return them as float64.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+        Raw features (one row per image).
+    y : array_like of shape (n,)
+        The measure.
+    name : str
+        What to call the data in error messages (e.g. the class name).
+
+    Returns
+    -------
+    (X, y) : float64 arrays
+
+    Raises
+    ------
+    DataError
+        Not 2-D / 1-D, mismatched rows, NaN or infinite values, a constant measure, or
+        fewer than :data:`MIN_ROWS` rows.
+    """
+    Xa = np.asarray(X, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if Xa.ndim != 2:
+        raise DataError(
+            f"{name}: features must be a 2-D array (images x features), got shape {Xa.shape}"
+        )
+    if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
+        raise DataError(
+            f"{name}: the measure must have shape ({Xa.shape[0]},) to match the features, "
+            f"got {ya.shape}"
+        )
+    if Xa.shape[0] < MIN_ROWS:
+        raise DataError(
+            f"{name}: {Xa.shape[0]} images, need at least {MIN_ROWS}; add images to the class"
+        )
+    bad_y = ~np.isfinite(ya)
+    if bad_y.any():
+        raise DataError(
+            f"{name}: the measure has {int(bad_y.sum())} NaN or infinite value(s) (first at "
+            f"row {int(np.flatnonzero(bad_y)[0])}); drop those images first"
+        )
+    bad_x = ~np.isfinite(Xa).all(axis=1)
+    if bad_x.any():
+        raise DataError(
+            f"{name}: features have NaN or infinite values in {int(bad_x.sum())} row(s) "
+            f"(first: {np.flatnonzero(bad_x)[:5].tolist()}); drop those images first"
+        )
+    if np.ptp(ya) == 0:
+        raise DataError(
+            f"{name}: the measure is constant ({ya[0]:g} for all {ya.size} images); a "
+            "regression needs it to vary"
+        )
+    return Xa, ya
+
+
+def check_alphas(alphas: ArrayLike) -> tuple[float, ...]:
+    """Validate an alpha grid: finite, >= 0, distinct, at least one value."""
+    a = np.asarray(alphas, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise RcvlabError("alphas is empty; give at least one value (0 = plain fit)")
+    bad = a[~np.isfinite(a) | (a < 0)]
+    if bad.size:
+        raise RcvlabError(
+            f"alpha must be a finite number >= 0, got {bad[0]!r}; Lasso's penalty is "
+            "non-negative (0 = the plain fit)"
+        )
+    if np.unique(a).size != a.size:
+        raise RcvlabError(f"alphas must be distinct, got {a.tolist()}")
+    return tuple(float(x) for x in a)
+
+
+# -- the path -----------------------------------------------------------------------------
+
+
+def _plain_fit(design: Design, y: FloatArray, plain: str) -> tuple[FloatArray, float]:
+    if plain == "ols":
+        c, b = design.ols(y)
+    else:
+        a = float(design.ridge_loo_alpha(y)[0])
+        c, b = design.ridge(y, a)
+    return c[:, 0], float(b[0])
+
+
+def _path(
+    design: Design, y: FloatArray, alphas: Sequence[float], plain: str
+) -> tuple[FloatArray, FloatArray]:
+    """Coefficients (k, m) on the kept standardised columns and intercepts (m,), alphas' order."""
+    m = len(alphas)
+    C = np.zeros((design.k, m))
+    b = np.full(m, float(y.mean()))
+    a = np.asarray(alphas, dtype=np.float64)
+    pos = np.flatnonzero(a > 0)
+    if design.k and pos.size:
+        Z = np.asfortranarray(design.Z)
+        yc = y - y.mean()
+        order = pos[np.argsort(-a[pos], kind="stable")]  # decreasing: lasso_path's own order
+        # fit_rcv's tolerance and iteration limit, read at call time so that both follow
+        # any change of rcvlab.probe.fit.LASSO_TOL / LASSO_MAX_ITER.
+        _, coefs, _ = lasso_path(
+            Z, yc, alphas=a[order], max_iter=_fit.LASSO_MAX_ITER, tol=_fit.LASSO_TOL
+        )
+        C[:, order] = coefs
+        # As scikit-learn's Lasso: intercept = ybar - mean(Z) @ w (mean(Z) is ~1e-17).
+        b[order] = y.mean() - Z.mean(axis=0) @ coefs
+    for j in np.flatnonzero(a == 0):
+        C[:, j], b[j] = _plain_fit(design, y, plain)
+    return C, b
+
+
+def rcv_path(
+    X_train: ArrayLike,
+    y_train: ArrayLike,
+    alphas: ArrayLike = DEFAULT_ALPHAS,
+    plain: str = "ols",
+) -> list[RCV]:
+    """RCVs for every alpha of a grid from one Lasso path.
+
+    The result equals ``fit_rcv(X_train, y_train, "lasso", alpha)`` for every ``alpha > 0``
+    (up to the solver's tolerance) and ``fit_rcv(X_train, y_train, plain)`` for ``alpha = 0``,
+    but the Lasso fits share one standardisation and are warm-started along the path.
+
+    Parameters
+    ----------
+    X_train : array_like of shape (n, d)
+        Raw training features.
+    y_train : array_like of shape (n,)
+    alphas : array_like
+        Penalties >= 0 in any order (0 = the plain fit).
+    plain : {"ols", "ridge"}
+        The fit used for ``alpha = 0``.
+
+    Returns
+    -------
+    list of RCV
+        In the order of ``alphas``; ``regressor`` is ``"lasso"`` or ``plain``.
+    """
+    X = np.asarray(X_train, dtype=np.float64)
+    y = np.asarray(y_train, dtype=np.float64)
+    if X.ndim != 2 or y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise DataError(f"X_train {X.shape} and y_train {y.shape} do not match")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise DataError("X_train and y_train must be finite (no NaN or infinite values)")
+    a = check_alphas(alphas)
+    plain = _check_plain(plain)
+    design = Design(X)
+    C, b = _path(design, y, a, plain)
+    return [
+        _make_rcv(
+            C[:, j],
+            float(b[j]),
+            design.mean_,
+            design.scale_,
+            design.keep,
+            "lasso" if aj > 0 else plain,
+            aj if aj > 0 else None,
+        )
+        for j, aj in enumerate(a)
+    ]
+
+
+def _check_plain(plain: str) -> str:
+    p = str(plain).strip().lower()
+    if p not in PLAIN_REGRESSORS:
+        raise UnknownNameError(
+            f"unknown plain regressor {plain!r}; choose one of {', '.join(PLAIN_REGRESSORS)}"
+            + did_you_mean(p, PLAIN_REGRESSORS)
+        )
+    return p
+
+
+# -- the result ---------------------------------------------------------------------------
+
+
+def _ro(a: ArrayLike, dtype: Any) -> NDArray[Any]:
+    out = np.array(a, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_nan_to_none(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _nan_to_none(x.tolist())
+    if isinstance(x, np.generic):
+        return _nan_to_none(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _none_to_nan(a: Any) -> Any:
+    return np.array(
+        [np.nan if v is None else v for v in np.ravel(np.array(a, dtype=object))], dtype=float
+    ).reshape(np.shape(np.array(a, dtype=object)))
+
+
+def dump_json(d: Mapping[str, Any], path: str | os.PathLike[str] | None) -> str:
+    """JSON text of ``d`` (NaN / inf as null), written atomically to ``path`` if given."""
+    text = json.dumps(_nan_to_none(dict(d)), indent=2, allow_nan=False)
+    if path is not None:
+        from rcvlab.runio import write_text
+
+        write_text(path, text + "\n")
+    return text
+
+
+@dataclass(frozen=True, eq=False)
+class SparsityResult:
+    """Non-zero counts and R² along a Lasso path, per repetition and test set.
+
+    Attributes
+    ----------
+    alphas : tuple of float
+        The grid as given (0 = the plain fit).
+    test_sets : tuple of str
+        ``"same"`` (held-out side of the training class) first, then the other classes.
+    n_nonzero : ndarray of int, shape (n_alphas, reps)
+        Non-zero coefficients of every fit (exact zeros).
+    r2_train : ndarray of shape (n_alphas, reps)
+        R² on the training split.
+    r2_test : ndarray of shape (n_test_sets, n_alphas, reps)
+        Held-out R² per test set.
+    selection_counts : ndarray of int, shape (n_alphas, d)
+        In how many repetitions each feature had a non-zero coefficient.
+    n_train : int
+        Training rows per repetition.
+    n_test : dict of str to int
+        Test rows per test set (``"same"``: the held-out split; others: the whole class).
+    dim : int
+        Feature dimension ``d``.
+    n_constant : int
+        Most columns dropped as constant on a training split (over repetitions).
+    reps, seed, test_fraction, plain
+        Options as given.
+    meta : dict
+        Free-form provenance (model, layer, measure, classes, data source ...).
+    """
+
+    alphas: tuple[float, ...]
+    test_sets: tuple[str, ...]
+    n_nonzero: NDArray[np.int64]
+    r2_train: FloatArray
+    r2_test: FloatArray
+    selection_counts: NDArray[np.int64]
+    n_train: int
+    n_test: dict[str, int]
+    dim: int
+    n_constant: int = 0
+    reps: int = 10
+    seed: int = 0
+    test_fraction: float = 0.5
+    plain: str = "ols"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def regressor(self, alpha: float) -> str:
+        """``"lasso"`` for alpha > 0, else the plain regressor."""
+        return "lasso" if alpha > 0 else self.plain
+
+    def _ci(self, values: ArrayLike) -> tuple[float, float]:
+        # Nadeau-Bengio: repetitions share training rows (and the same-class test rows).
+        n_test_same = self.n_test.get(SAME, 0)
+        if n_test_same > 0 and self.n_train > 0:
+            return mean_ci95(values, self.n_train, n_test_same)
+        return mean_ci95(values)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (test set, alpha) with means, standard deviations and 95 % intervals.
+
+        Columns: ``test_set, alpha, regressor, n_nonzero_mean, n_nonzero_std,
+        n_nonzero_ci95_low, n_nonzero_ci95_high, r2_train_mean, r2_train_ci95_low,
+        r2_train_ci95_high, r2_test_mean, r2_test_std, r2_test_ci95_low, r2_test_ci95_high,
+        n_train, n_test, reps``. Intervals are Student-t with the Nadeau-Bengio correction
+        for the training class's split sizes (:func:`rcvlab.probe.stats.mean_ci95`); the
+        repetitions of an other-class test set share its rows and overlapping training
+        splits, so the same correction is applied to them. Standard deviations use
+        ``ddof=1``.
+        """
+        rows = []
+        for s, name in enumerate(self.test_sets):
+            for j, a in enumerate(self.alphas):
+                nz = self.n_nonzero[j].astype(float)
+                tr = self.r2_train[j]
+                te = self.r2_test[s, j]
+                nz_ci, tr_ci, te_ci = self._ci(nz), self._ci(tr), self._ci(te)
+                rows.append(
+                    {
+                        "test_set": name,
+                        "alpha": a,
+                        "regressor": self.regressor(a),
+                        "n_nonzero_mean": float(nz.mean()),
+                        "n_nonzero_std": _std(nz),
+                        "n_nonzero_ci95_low": nz_ci[0],
+                        "n_nonzero_ci95_high": nz_ci[1],
+                        "r2_train_mean": float(tr.mean()),
+                        "r2_train_ci95_low": tr_ci[0],
+                        "r2_train_ci95_high": tr_ci[1],
+                        "r2_test_mean": float(te.mean()),
+                        "r2_test_std": _std(te),
+                        "r2_test_ci95_low": te_ci[0],
+                        "r2_test_ci95_high": te_ci[1],
+                        "n_train": self.n_train,
+                        "n_test": self.n_test[name],
+                        "reps": self.reps,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def runs_frame(self) -> pd.DataFrame:
+        """One row per (test set, alpha, repetition): ``n_nonzero, r2_train, r2_test``."""
+        rows = [
+            {
+                "test_set": name,
+                "alpha": a,
+                "rep": r,
+                "n_nonzero": int(self.n_nonzero[j, r]),
+                "r2_train": float(self.r2_train[j, r]),
+                "r2_test": float(self.r2_test[s, j, r]),
+            }
+            for s, name in enumerate(self.test_sets)
+            for j, a in enumerate(self.alphas)
+            for r in range(self.n_nonzero.shape[1])
+        ]
+        return pd.DataFrame(rows)
+
+    def _alpha_index(self, alpha: float) -> int:
+        a = np.asarray(self.alphas)
+        hit = np.flatnonzero(np.isclose(a, float(alpha), rtol=1e-9, atol=1e-15))
+        if hit.size == 0:
+            raise RcvlabError(
+                f"alpha {alpha!r} is not in this result's grid; choose one of "
+                f"{', '.join(f'{x:g}' for x in self.alphas)}"
+            )
+        return int(hit[0])
+
+    def cross_class_table(self, alphas: Sequence[float] = (0.0, 0.001)) -> pd.DataFrame:
+        """The paper's Table 1: test R² per test set for chosen alphas (mean, std over reps).
+
+        Parameters
+        ----------
+        alphas : sequence of float
+            Alphas of the grid to report (0 = the plain fit). Default: the plain fit and the
+            paper's Lasso alpha 0.001.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``test_set, alpha, regressor, n_nonzero_mean, r2_mean, r2_std,
+            r2_ci95_low, r2_ci95_high, n_test``; one row per (test set, alpha).
+        """
+        idx = [self._alpha_index(a) for a in alphas]
+        f = self.to_frame()
+        rows = []
+        for name in self.test_sets:
+            for j in idx:
+                a = self.alphas[j]
+                r = f[(f.test_set == name) & (f.alpha == a)].iloc[0]
+                rows.append(
+                    {
+                        "test_set": name,
+                        "alpha": a,
+                        "regressor": self.regressor(a),
+                        "n_nonzero_mean": r.n_nonzero_mean,
+                        "r2_mean": r.r2_test_mean,
+                        "r2_std": r.r2_test_std,
+                        "r2_ci95_low": r.r2_test_ci95_low,
+                        "r2_ci95_high": r.r2_test_ci95_high,
+                        "n_test": r.n_test,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def to_markdown(self, alphas: Sequence[float] | None = None) -> str:
+        """``summary.md``: Table 1 (for ``alphas``, default 0 and 0.001 when in the grid) and
+        the path at a glance."""
+        if alphas is None:
+            alphas = [a for a in (0.0, 0.001) if np.isclose(self.alphas, a).any()] or [
+                self.alphas[0]
+            ]
+        t = self.cross_class_table(alphas)
+        m = self.meta
+        what = ", ".join(f"{k} {m[k]}" for k in ("model", "layer", "measure") if m.get(k))
+        train = m.get("train_class", "the training class")
+        lines = [
+            "# Sparsity of the encoding (Lasso path)",
+            "",
+            f"RCVs trained on {train}" + (f" ({what})" if what else "") + f": {self.n_train} "
+            f"training images per repetition, {self.reps} repetitions (seed {self.seed}), "
+            f"d = {self.dim}; plain fit = {self.plain}. Test sets: "
+            + ", ".join(f"{s} ({self.n_test[s]} images)" for s in self.test_sets)
+            + ".",
+            "",
+            "## Table 1: test R² within and across classes (mean ± std over repetitions)",
+            "",
+            "| test set | alpha | regressor | non-zero | R² mean ± std | 95 % CI |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in t.itertuples():
+            lines.append(
+                f"| {r.test_set} | {r.alpha:g} | {r.regressor} | {r.n_nonzero_mean:.1f} | "
+                f"{r.r2_mean:.3f} ± {r.r2_std:.3f} | [{r.r2_ci95_low:.3f}, "
+                f"{r.r2_ci95_high:.3f}] |"
+            )
+        lines += [
+            "",
+            "## The path",
+            "",
+            "| alpha | non-zero | train R² | " + " | ".join(self.test_sets) + " |",
+            "|---|---|---|" + "---|" * len(self.test_sets),
+        ]
+        for j, a in enumerate(self.alphas):
+            cells = " | ".join(
+                f"{self.r2_test[s, j].mean():.3f}" for s in range(len(self.test_sets))
+            )
+            lines.append(
+                f"| {a:g} | {self.n_nonzero[j].mean():.1f} | {self.r2_train[j].mean():.3f} "
+                f"| {cells} |"
+            )
+        lines += [
+            "",
+            "Intervals: Student t with the Nadeau-Bengio correction for the training class's "
+            "split sizes; an other-class test set is the whole class, the same in every "
+            "repetition.",
+            "",
+        ]
+        if m.get("command"):
+            lines += [f"Command: `{m['command']}`", ""]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready (arrays as nested lists)."""
+        return {
+            "analysis": "sparsity",
+            "alphas": list(self.alphas),
+            "test_sets": list(self.test_sets),
+            "n_nonzero": self.n_nonzero.tolist(),
+            "r2_train": self.r2_train.tolist(),
+            "r2_test": self.r2_test.tolist(),
+            "selection_counts": self.selection_counts.tolist(),
+            "n_train": self.n_train,
+            "n_test": dict(self.n_test),
+            "dim": self.dim,
+            "n_constant": self.n_constant,
+            "reps": self.reps,
+            "seed": self.seed,
+            "test_fraction": self.test_fraction,
+            "plain": self.plain,
+            "meta": dict(self.meta),
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The ``sparsity.json`` text (NaN as null); written atomically to ``path`` if given."""
+        return dump_json(self.to_dict(), path)
+
+    @classmethod
+    def from_json(cls, text: str) -> SparsityResult:
+        """Rebuild a result from :meth:`to_json`'s text."""
+        d = json.loads(text)
+        return cls(
+            alphas=tuple(float(a) for a in d["alphas"]),
+            test_sets=tuple(d["test_sets"]),
+            n_nonzero=_ro(d["n_nonzero"], np.int64),
+            r2_train=_ro(_none_to_nan(d["r2_train"]), np.float64),
+            r2_test=_ro(_none_to_nan(d["r2_test"]), np.float64),
+            selection_counts=_ro(d["selection_counts"], np.int64),
+            n_train=int(d["n_train"]),
+            n_test={k: int(v) for k, v in d["n_test"].items()},
+            dim=int(d["dim"]),
+            n_constant=int(d["n_constant"]),
+            reps=int(d["reps"]),
+            seed=int(d["seed"]),
+            test_fraction=float(d["test_fraction"]),
+            plain=str(d["plain"]),
+            meta=dict(d.get("meta", {})),
+        )
+
+
+def _std(v: NDArray[Any]) -> float:
+    return float(np.std(v, ddof=1)) if v.size > 1 else math.nan
+
+
+# -- the analysis -------------------------------------------------------------------------
+
+
+def sparsity(
+    X: ArrayLike,
+    y: ArrayLike,
+    alphas: ArrayLike = DEFAULT_ALPHAS,
+    reps: int = 10,
+    seed: int = 0,
+    test_fraction: float = 0.5,
+    test_sets: Mapping[str, tuple[ArrayLike, ArrayLike]] | None = None,
+    plain: str = "ols",
+    meta: Mapping[str, Any] | None = None,
+) -> SparsityResult:
+    """Non-zero coefficients versus R² along the Lasso path, within and across classes.
+
+    For each of ``reps`` seeded random splits of the training class, the training side is
+    standardised with its own statistics only, RCVs are fitted for every alpha (one
+    :func:`sklearn.linear_model.lasso_path` for the alphas > 0; the ``plain`` fit for
+    alpha 0) and every fit is scored on the held-out side (``"same"``) and on each class of
+    ``test_sets`` (all its rows, standardised with the **training split's** mean and
+    standard deviation, never its own).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+        Raw features of the training class (one row per image).
+    y : array_like of shape (n,)
+        The measure (e.g. ``scale_ratio_sqrt``, as paper 001).
+    alphas : array_like
+        Lasso penalties >= 0 in scikit-learn's convention
+        ``(1/(2n)) ||y - Zw - b||² + alpha ||w||_1``; 0 is the plain fit. Default: 0 to 0.01
+        in 21 steps, as the paper.
+    reps : int
+        Repetitions (random splits).
+    seed : int
+        Seed of the splits (:func:`rcvlab.probe.splits.repeated_splits`).
+    test_fraction : float
+        Held-out share of the training class (0.5: the paper's 220 / 220 images).
+    test_sets : mapping of str to (X, y), optional
+        Other classes to evaluate on, e.g. ``{"kite": (X2, y2)}``; same ``d``.
+    plain : {"ols", "ridge"}
+        The alpha-0 fit: minimum-norm least squares (the paper's non-regularised
+        regression) or ridge with leave-one-out alpha.
+    meta : mapping, optional
+        Provenance stored in the result (model, layer, measure, class names ...).
+
+    Returns
+    -------
+    SparsityResult
+
+    Raises
+    ------
+    DataError
+        Bad features or measure (see :func:`check_xy`), mismatched feature dimensions.
+    RcvlabError
+        Negative, non-finite or repeated alphas; a test set called ``"same"``.
+    """
+    Xa, ya = check_xy(X, y, "training class")
+    grid = check_alphas(alphas)
+    plain = _check_plain(plain)
+    n, d = Xa.shape
+    others: dict[str, tuple[FloatArray, FloatArray]] = {}
+    for name, pair in (test_sets or {}).items():
+        if str(name) == SAME:
+            raise RcvlabError(f"test set name {SAME!r} is reserved for the held-out split")
+        try:
+            Xo, yo = pair
+        except (TypeError, ValueError):
+            raise DataError(f"test set {name!r} must be a pair (X, y)") from None
+        Xo, yo = check_xy(Xo, yo, f"test set {name!r}")
+        if Xo.shape[1] != d:
+            raise DataError(
+                f"test set {name!r} has {Xo.shape[1]} features, the training class has {d}"
+            )
+        others[str(name)] = (Xo, yo)
+    splits = repeated_splits(n, reps, test_fraction, seed)
+    names = (SAME, *others)
+    m = len(grid)
+    n_nonzero = np.zeros((m, reps), dtype=np.int64)
+    r2_train = np.zeros((m, reps))
+    r2_test = np.zeros((len(names), m, reps))
+    counts = np.zeros((m, d), dtype=np.int64)
+    n_constant = 0
+    for r, (tr, te) in enumerate(splits):
+        design = Design(Xa[tr])
+        C, b = _path(design, ya[tr], grid, plain)
+        n_constant = max(n_constant, design.n_constant)
+        nz = C != 0
+        n_nonzero[:, r] = nz.sum(axis=0)
+        counts[:, design.keep] += nz.T
+        pred = design.Z @ C + b
+        r2_train[:, r] = [r2_score(ya[tr], pred[:, j]) for j in range(m)]
+        evals = [(Xa[te], ya[te]), *others.values()]
+        for s, (Xt, yt) in enumerate(evals):
+            pred = design.standardise(Xt) @ C + b
+            r2_test[s, :, r] = [r2_score(yt, pred[:, j]) for j in range(m)]
+    n_test = {SAME: int(splits[0][1].size), **{k: int(v[0].shape[0]) for k, v in others.items()}}
+    return SparsityResult(
+        alphas=grid,
+        test_sets=names,
+        n_nonzero=_ro(n_nonzero, np.int64),
+        r2_train=_ro(r2_train, np.float64),
+        r2_test=_ro(r2_test, np.float64),
+        selection_counts=_ro(counts, np.int64),
+        n_train=int(splits[0][0].size),
+        n_test=n_test,
+        dim=d,
+        n_constant=n_constant,
+        reps=int(reps),
+        seed=int(seed),
+        test_fraction=float(test_fraction),
+        plain=plain,
+        meta=dict(meta or {}),
+    )
+
+
+# -- from a model and images --------------------------------------------------------------
+
+
+def available_classes(data: Any) -> list[str]:
+    """The sorted class names of an ImageSet; a one-line DataError when it has none."""
+    if getattr(data, "classes", None) is None:
+        raise DataError(
+            f"data {getattr(data, 'source', '') or type(data).__name__} has no classes; these "
+            "analyses compare classes: give a 'class' column in the CSV manifest"
+        )
+    return sorted(set(data.classes.tolist()))
+
+
+def features_by_class(
+    model: Any,
+    data: Any,
+    layer: str,
+    measure: str,
+    classes: Sequence[str] | None = None,
+    *,
+    weights: str = "imagenet",
+    seed: int = 0,
+    batch_size: int = 32,
+    pooling: str = "gap",
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, tuple[FloatArray, FloatArray]], dict[str, Any]]:
+    """Features of one layer (one extraction) and the measure, split by ``data.classes``.
+
+    Rows whose image could not be read, whose features are not finite or whose measure is
+    NaN are dropped (and counted in the returned provenance).
+
+    Parameters
+    ----------
+    model : str or rcvlab Model
+        A registry name (loaded with ``weights`` and ``seed``) or a loaded model.
+    data : ImageSet
+        Images with classes and the measure (``rcvlab.data.open_data``).
+    layer : str
+        The layer to probe.
+    measure : str
+        Name of the measure (``data.measure(measure)``).
+    classes : sequence of str, optional
+        Classes wanted, in this order (default: all, sorted).
+
+    Other parameters are those of :func:`rcvlab.features.extract_features`.
+
+    Returns
+    -------
+    (by_class, info)
+        ``{class: (X float64 (n_c, d), y (n_c,))}`` and a provenance dict (model, weights,
+        layer, measure, source, counts, dropped rows, skipped items).
+
+    Raises
+    ------
+    DataError
+        Data without classes.
+    UnknownNameError
+        A class that the data does not have (the message lists the available ones).
+    """
+    from rcvlab import __version__
+    from rcvlab.analyses.profile import skipped_items
+    from rcvlab.features.extract import as_image_set, extract_features
+    from rcvlab.models.registry import Model, load_model
+
+    data = as_image_set(data)
+    available = available_classes(data)
+    wanted = list(available if classes is None else classes)
+    for c in wanted:
+        if c not in available:
+            raise UnknownNameError(
+                f"unknown class {c!r}; available: {', '.join(available)}."
+                + did_you_mean(str(c), available)
+            )
+    if len(set(wanted)) != len(wanted):
+        raise RcvlabError(f"classes are repeated: {wanted}")
+    if isinstance(model, str):
+        model = load_model(model, weights, seed=seed)
+    elif not isinstance(model, Model):
+        raise RcvlabError(
+            "Pass a model name or a Model from rcvlab.load_model (or use "
+            "rcvlab.load_model(module, input_size=..., layers=[...]) first)."
+        )
+    y_all = np.asarray(data.measure(measure), dtype=np.float64)
+    feats = extract_features(
+        model,
+        data,
+        [layer],
+        batch_size=batch_size,
+        pooling=pooling,
+        cache_dir=cache_dir,
+        device=device,
+        progress=progress,
+    )
+    X_all = np.asarray(feats[layer], dtype=np.float64)
+    ok = np.asarray(feats.valid, dtype=bool) & np.isfinite(X_all).all(axis=1)
+    ok_y = np.isfinite(y_all)
+    out = {}
+    dropped = {}
+    for c in wanted:
+        rows = data.classes == c
+        keep = rows & ok & ok_y
+        dropped[c] = int(rows.sum() - keep.sum())
+        out[c] = (X_all[keep], y_all[keep])
+    skipped = skipped_items(data, feats)
+    info = {
+        "model": model.name,
+        "weights": model.weights,
+        "weights_id": model.weights_id,
+        "layer": layer,
+        "measure": measure,
+        "pooling": pooling,
+        "source": data.source,
+        "fingerprint": data.fingerprint(),
+        "n_images": len(data),
+        "n_per_class": {c: int(v[1].size) for c, v in out.items()},
+        "n_dropped": dropped,
+        "n_skipped": len(skipped),
+        "skipped": [{"path": p, "reason": r} for p, r in skipped],
+        "feature_cache_key": feats.key,
+        "rcvlab_version": __version__,
+    }
+    return out, info
+
+
+def sparsity_on_data(
+    model: Any,
+    data: Any,
+    layer: str,
+    measure: str = "scale_ratio_sqrt",
+    train_class: str | None = None,
+    test_classes: Sequence[str] | None = None,
+    alphas: ArrayLike = DEFAULT_ALPHAS,
+    reps: int = 10,
+    seed: int = 0,
+    *,
+    test_fraction: float = 0.5,
+    plain: str = "ols",
+    weights: str = "imagenet",
+    batch_size: int = 32,
+    pooling: str = "gap",
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    progress: bool = False,
+    command: str = "",
+) -> SparsityResult:
+    """:func:`sparsity` starting from a model and images (one feature extraction).
+
+    Parameters
+    ----------
+    model : str or Model
+    data : ImageSet
+        Images with classes (``data.classes``) and the measure.
+    layer : str
+        The layer (e.g. ``"mixed8"``).
+    measure : str
+    train_class : str, optional
+        Class the RCVs are trained on (default: the first class, sorted, that is not among
+        ``test_classes``).
+    test_classes : sequence of str, optional
+        Other classes to evaluate on (default: every other class).
+    alphas, reps, seed, test_fraction, plain
+        As :func:`sparsity`.
+    command : str
+        The command line, stored in ``meta``.
+
+    Other parameters are those of :func:`features_by_class`.
+
+    Returns
+    -------
+    SparsityResult
+        ``meta`` holds the model, layer, measure, class names, data source and skipped items.
+    """
+    from rcvlab.features.extract import as_image_set
+
+    check_alphas(alphas)  # options fail before the (possibly long) feature extraction
+    _check_plain(plain)
+    data = as_image_set(data)
+    available = available_classes(data)
+    skip = set() if test_classes is None else {str(c) for c in test_classes}
+    if train_class is None:
+        train = next((c for c in available if c not in skip), available[0])
+    else:
+        train = str(train_class)
+    if test_classes is None:
+        tests = [c for c in available if c != train]
+    else:
+        tests = [str(c) for c in test_classes]
+    if train in tests:
+        raise RcvlabError(
+            f"{train!r} is the training class; its held-out split is always evaluated "
+            "('same'), leave it out of test_classes"
+        )
+    by_class, info = features_by_class(
+        model,
+        data,
+        layer,
+        measure,
+        [train, *tests],
+        weights=weights,
+        seed=seed,
+        batch_size=batch_size,
+        pooling=pooling,
+        cache_dir=cache_dir,
+        device=device,
+        progress=progress,
+    )
+    X, y = check_xy(*by_class[train], f"class {train!r}")
+    return sparsity(
+        X,
+        y,
+        alphas=alphas,
+        reps=reps,
+        seed=seed,
+        test_fraction=test_fraction,
+        test_sets={c: by_class[c] for c in tests},
+        plain=plain,
+        meta={**info, "train_class": train, "test_classes": tests, "command": command},
+    )
+
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "MIN_ROWS",
+    "SparsityResult",
+    "available_classes",
+    "check_alphas",
+    "check_xy",
+    "features_by_class",
+    "rcv_path",
+    "sparsity",
+    "sparsity_on_data",
+]

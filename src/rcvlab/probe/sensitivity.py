@@ -1,0 +1,570 @@
+"""Sensitivity of a class logit along a Regression Concept Vector (Graziani et al. 2018).
+
+Let ``A(x)`` be the output map of a layer for image ``x`` (``(C, H, W)``, or ``(L, C)``
+tokens) and ``phi(x) = GAP(A(x))`` its globally averaged features, the space in which an RCV
+is fitted. Shifting the map by a vector ``u`` at every position,
+``A -> A + u`` broadcast over the positions, shifts the features by exactly ``u``
+(``GAP(A + u) = GAP(A) + u``). The *sensitivity* of the logit ``f_K`` of class ``K`` along a
+unit direction ``v`` of feature space is the directional derivative
+
+    S(x) = d/dt f_K(network with A(x) replaced by A(x) + t v) at t = 0
+         = sum over positions p of  <dF_K/dA_p(x), v>,
+
+where the rest of the network after the layer runs unchanged. rcvlab computes the gradient
+``g(x) = dF_K/du`` at ``u = 0`` (one ``d``-vector per image: the sum over positions of the
+gradient of the logit with respect to the map) with one backward pass per batch, by a forward
+hook that adds a per-image shift ``u_i`` (zeros, requiring grad) to the layer's output. Then
+``S(x) = g(x) . v`` for any number of directions at no further cost.
+
+Images in a batch are independent in eval mode (BatchNorm uses its running statistics), so
+the gradient of the *sum* of the batch's logits with respect to ``u_i`` is image ``i``'s own
+gradient. For a ResNet residual sum (``add_k``, layer kind ``residual_sum``) the shift goes on
+the output of the block's last BatchNorm, which is the same as adding it to the sum before the
+ReLU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from numpy.typing import ArrayLike, NDArray
+from PIL import Image
+
+from rcvlab.data.base import ImageSet, Skip
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
+from rcvlab.models.layers import LayerSpec
+from rcvlab.models.registry import Model
+from rcvlab.probe.fit import RCV
+
+FloatArray = NDArray[np.float64]
+Images = ImageSet | torch.Tensor | np.ndarray | Sequence[Image.Image | np.ndarray]
+
+
+# -- directions ------------------------------------------------------------------------------
+
+
+def raw_direction(rcv: RCV) -> FloatArray:
+    """The unit RCV in the raw (unstandardised) GAP feature space.
+
+    An RCV predicts ``sum_k coef_k (x_k - mean_k) / scale_k + b`` on its kept columns, so its
+    gradient with respect to the raw features ``x`` is ``coef_k / scale_k`` on kept columns
+    and 0 on dropped (constant) ones; this vector, normalised to unit length, is returned.
+
+    Parameters
+    ----------
+    rcv : RCV
+        A fitted RCV (:func:`rcvlab.probe.fit.fit_rcv`).
+
+    Returns
+    -------
+    ndarray of shape (d,)
+        Unit vector, float64.
+
+    Raises
+    ------
+    DataError
+        When every coefficient is 0 (the RCV has no direction).
+    """
+    w = np.zeros(rcv.dim, dtype=np.float64)
+    k = rcv.keep
+    w[k] = rcv.coef[k] / rcv.scale_[k]
+    norm = float(np.linalg.norm(w))
+    if not np.isfinite(norm) or norm == 0:
+        raise DataError(
+            "the RCV has no direction (all coefficients are 0): the measure is not linearly "
+            "related to any feature of this layer, or every feature is constant"
+        )
+    return w / norm
+
+
+# -- layers ------------------------------------------------------------------------------------
+
+
+def layer_spec(model: Model | nn.Module, layer: str | LayerSpec) -> LayerSpec:
+    """Resolve ``layer`` to a :class:`LayerSpec` that can be shifted.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        With a plain module ``layer`` is a dotted module path.
+    layer : str or LayerSpec
+
+    Returns
+    -------
+    LayerSpec
+
+    Raises
+    ------
+    UnknownNameError
+        Unknown layer name.
+    RcvlabError
+        A ``softmax`` layer (no network after it to differentiate through).
+    """
+    if isinstance(layer, LayerSpec):
+        spec = layer
+    elif isinstance(model, Model):
+        (spec,) = model.resolve([layer])
+    else:
+        modules = dict(model.named_modules())
+        if not layer or layer not in modules:
+            raise UnknownNameError(
+                f"Unknown layer '{layer}'.{did_you_mean(layer, [m for m in modules if m])} "
+                "Give a dotted module path."
+            )
+        spec = LayerSpec(layer, layer)
+    if spec.kind == "softmax":
+        raise RcvlabError(
+            f"Layer '{spec.name}' is the softmax (class probabilities): no part of the network "
+            "follows it, so a logit has no sensitivity to it; choose a layer with a spatial "
+            "feature map before the global pooling."
+        )
+    return spec
+
+
+def _shift_target(module: nn.Module, spec: LayerSpec) -> nn.Module:
+    """The submodule whose output receives the shift."""
+    target = module.get_submodule(spec.module)
+    if spec.kind == "residual_sum":
+        last_bn = "bn3" if hasattr(target, "bn3") else "bn2"
+        if not hasattr(target, last_bn):
+            raise RcvlabError(f"Layer {spec.name}: {type(target).__name__} is not a ResNet block.")
+        return target.get_submodule(last_bn)
+    return target
+
+
+def _not_a_map(spec: LayerSpec, shape: Sequence[int]) -> RcvlabError:
+    return RcvlabError(
+        f"Layer '{spec.name}' gives a {tuple(shape)} vector per image (the logits, or a layer "
+        "after the global pooling): relevance shifts a feature map at every position and "
+        "differentiates the network after it, so choose a layer with a spatial map (n, C, H, W) "
+        "or tokens (n, L, C) before the pooling."
+    )
+
+
+class _Shift:
+    """Forward hook adding a per-image shift ``u`` (broadcast over positions) to an output.
+
+    With ``active`` False it only records the output's shape. With ``active`` True it makes
+    ``u``, an ``(n, d)`` tensor of zeros requiring grad, and returns ``output + u``.
+    """
+
+    def __init__(self, spec: LayerSpec) -> None:
+        self.spec = spec
+        self.active = False
+        self.u: torch.Tensor | None = None
+        self.calls = 0
+        self.shape: tuple[int, ...] | None = None
+
+    def __call__(self, _m: nn.Module, _inp: object, out: Any) -> torch.Tensor | None:
+        if not isinstance(out, torch.Tensor):
+            raise RcvlabError(
+                f"Layer '{self.spec.name}' returns {type(out).__name__}, not a tensor; "
+                "choose another layer."
+            )
+        self.calls += 1
+        if self.calls > 1:
+            raise RcvlabError(
+                f"The module of layer '{self.spec.name}' runs more than once per forward pass "
+                "(a shared module); its output cannot be shifted unambiguously."
+            )
+        self.shape = tuple(out.shape)
+        if out.ndim == 4:  # (n, C, H, W): GAP averages dims 2, 3
+            d, view = out.shape[1], (out.shape[0], -1, 1, 1)
+        elif out.ndim == 3:  # (n, L, C) tokens: GAP averages dim 1
+            d, view = out.shape[2], (out.shape[0], 1, -1)
+        else:
+            raise _not_a_map(self.spec, out.shape)
+        if not self.active:
+            return None
+        self.u = torch.zeros(
+            out.shape[0], d, dtype=out.dtype, device=out.device, requires_grad=True
+        )
+        return out + self.u.view(view)
+
+    def reset(self, active: bool) -> None:
+        self.active, self.u, self.calls = active, None, 0
+
+
+@contextmanager
+def shift_hook(module: nn.Module, spec: LayerSpec) -> Iterator[_Shift]:
+    """Register the shifting hook for ``spec`` on ``module``; it is always removed on exit.
+
+    Call ``hook.reset(active=True)`` before a forward pass: the pass then adds a fresh
+    per-image shift ``hook.u`` (zeros, requiring grad) to the layer's output, so that the
+    gradient of any function of the outputs with respect to ``hook.u`` is the gradient with
+    respect to a GAP-space shift. ``reset(active=False)`` only records the output's shape.
+    """
+    hook = _Shift(spec)
+    handle = _shift_target(module, spec).register_forward_hook(hook)
+    try:
+        yield hook
+    finally:
+        handle.remove()
+
+
+def layer_output_shape(model: Model, layer: str | LayerSpec) -> tuple[int, ...]:
+    """Shape of the (shifted) output of ``layer`` for one blank image at the model's size.
+
+    Raises :class:`RcvlabError` when the layer gives vectors (the logits, or a layer after the
+    global pooling) rather than a map.
+    """
+    spec = layer_spec(model, layer)
+    module = model.module
+    param = next(module.parameters(), None)
+    dev = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    s = model.input_size
+    was_training = module.training
+    module.eval()
+    try:
+        with shift_hook(module, spec) as hook, torch.inference_mode():
+            module(torch.zeros(1, 3, s, s, device=dev, dtype=dtype))
+    finally:
+        module.train(was_training)
+    if hook.shape is None:
+        raise RcvlabError(f"Layer '{spec.name}' was not reached in the forward pass.")
+    return hook.shape
+
+
+# -- gradients -------------------------------------------------------------------------------
+
+
+def _n_classes(model: Model | nn.Module) -> int | None:
+    if isinstance(model, Model) and model.categories:
+        return len(model.categories)
+    return None
+
+
+def resolve_target_class(model: Model | nn.Module, target_class: int | str) -> int:
+    """An ImageNet class index from an int, a digit string or a category name of the model.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        Names are looked up (case-insensitively) in ``model.categories``.
+    target_class : int or str
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    RcvlabError
+        A negative index, or an index beyond the model's classes (when known).
+    UnknownNameError
+        A name that is not one of the model's categories.
+    """
+    cats = model.categories if isinstance(model, Model) else ()
+    if isinstance(target_class, str):
+        s = target_class.strip()
+        if s.lstrip("-").isdigit():
+            target_class = int(s)
+        else:
+            lower = [c.lower() for c in cats]
+            if s.lower() in lower:
+                return lower.index(s.lower())
+            if not cats:
+                raise UnknownNameError(
+                    f"Target class '{s}': this model has no class names; give an integer index."
+                )
+            raise UnknownNameError(
+                f"Unknown target class '{s}'.{did_you_mean(s, cats)} Give an integer index "
+                f"(0-{len(cats) - 1}) or one of the model's category names."
+            )
+    if isinstance(target_class, bool) or not isinstance(target_class, int | np.integer):
+        raise RcvlabError(f"target_class must be an int or a class name, got {target_class!r}.")
+    k = int(target_class)
+    n = _n_classes(model)
+    if k < 0 or (n is not None and k >= n):
+        raise RcvlabError(
+            f"target class {k} is out of range: the model has "
+            f"{n if n is not None else 'an unknown number of'} classes (0-"
+            f"{n - 1 if n is not None else '...'})."
+        )
+    return k
+
+
+def _as_images(images: Images) -> ImageSet | torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise DataError(
+                f"A preprocessed batch must have shape (n, 3, H, W), got {tuple(images.shape)}."
+            )
+        return images
+    from rcvlab.features.extract import as_image_set
+
+    return as_image_set(images)
+
+
+def _load(
+    model: Model, images: ImageSet, i0: int, i1: int, resize: str, strict: bool
+) -> tuple[torch.Tensor | None, list[int], dict[int, Skip]]:
+    """Images ``[i0, i1)`` preprocessed as :func:`rcvlab.features.extract_features` does."""
+    pil, ok, skipped = [], [], {}
+    for i in range(i0, i1):
+        try:
+            pil.append(images.load(i))
+            ok.append(i - i0)
+        except DataError as e:
+            if strict:
+                raise DataError(f"{e} (image {i})") from e
+            skipped[i] = Skip(images.ids[i], str(e))
+    return (model.preprocessing(pil, mode=resize) if pil else None), ok, skipped
+
+
+@contextmanager
+def _grad_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration; both restored on exit."""
+    was_training = module.training
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        module.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+        module.train(was_training)
+
+
+def _ticker(progress: bool | Callable[[int, int], None], total: int):
+    if callable(progress):
+        state = {"done": 0}
+
+        def tick(k: int) -> None:
+            state["done"] += k
+            progress(state["done"], total)
+
+        return nullcontext(tick)
+    if not progress:
+        return nullcontext(lambda k: None)
+    from rich.progress import Progress
+
+    class _Bar:
+        def __enter__(self):
+            self.p = Progress(transient=False)
+            self.p.__enter__()
+            self.t = self.p.add_task("gradients", total=total)
+            return lambda k: self.p.advance(self.t, k)
+
+        def __exit__(self, *exc):
+            return self.p.__exit__(*exc)
+
+    return _Bar()
+
+
+def gap_gradient(
+    model: Model | nn.Module,
+    images: Images,
+    layer: str | LayerSpec,
+    target_class: int | str,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    resize: str = "resize",
+    strict: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Gradient of class ``K``'s logit with respect to a GAP-space shift of ``layer``.
+
+    For image ``x`` with layer map ``A``, ``g(x) = d/du f_K(A + u)`` at ``u = 0`` with ``u``
+    broadcast over every position, i.e. the sum over positions of ``dF_K/dA``. The
+    sensitivity along a unit RCV ``v`` is ``g(x) . v`` (:func:`directional_derivative`).
+    One forward and one backward pass per batch; the module is put in eval mode and its
+    parameters' ``requires_grad`` flags are restored afterwards.
+
+    Parameters
+    ----------
+    model : Model or torch.nn.Module
+        A loaded model; a plain module needs a preprocessed tensor as ``images``.
+    images : ImageSet, tensor, ndarray or sequence of images
+        An :class:`ImageSet` (or arrays / PIL images) is read and preprocessed exactly as
+        :func:`rcvlab.features.extract_features` does (``model.preprocessing(images,
+        mode=resize)``); a tensor is an already preprocessed ``(n, 3, H, W)`` batch, used in
+        its own dtype (the module must have the same dtype, e.g. ``.double()`` for float64).
+    layer : str or LayerSpec
+        A layer of the model (kinds ``output`` or ``residual_sum``) whose output is a map
+        ``(n, C, H, W)`` or tokens ``(n, L, C)``.
+    target_class : int or str
+        Index of the logit (or a category name of the model).
+    batch_size : int
+    device : str, optional
+        Default: ``cuda`` when available, else ``cpu`` (for a tensor: its own device).
+    resize : {"resize", "crop"}
+        Preprocessing mode for images.
+    strict : bool
+        Raise on an unreadable image instead of leaving its row NaN.
+    progress : bool or callable
+        A progress bar, or ``progress(done, total)`` after each batch.
+
+    Returns
+    -------
+    gradients : ndarray of shape (n, d)
+        float64; rows of unreadable images are NaN.
+    valid : ndarray of bool, shape (n,)
+        False for unreadable images.
+
+    Raises
+    ------
+    UnknownNameError
+        Unknown layer or class name.
+    RcvlabError
+        A softmax layer, a layer giving vectors (the logits), a target class out of range,
+        a logit that does not depend on the layer.
+    """
+    spec = layer_spec(model, layer)
+    module = model.module if isinstance(model, Model) else model
+    k = resolve_target_class(model, target_class)
+    if batch_size < 1:
+        raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
+    data = _as_images(images)
+    tensor_input = isinstance(data, torch.Tensor)
+    if not tensor_input and not isinstance(model, Model):
+        raise RcvlabError(
+            "A plain torch.nn.Module needs a preprocessed (n, 3, H, W) tensor; or wrap it with "
+            "rcvlab.load_model(module, input_size=...) to pass images."
+        )
+    n = int(data.shape[0]) if tensor_input else len(data)
+    if n == 0:
+        raise DataError("No images to compute gradients for.")
+    if tensor_input:
+        dev = data.device if device is None else torch.device(device)
+    else:
+        from rcvlab.features.extract import choose_device
+
+        dev = choose_device(device)
+    module.to(dev)
+    param = next(module.parameters(), None)
+    dtype = param.dtype if param is not None else torch.float32
+
+    grads: FloatArray | None = None
+    valid = np.zeros(n, dtype=bool)
+    batches = [(i0, min(i0 + batch_size, n)) for i0 in range(0, n, batch_size)]
+    with _grad_mode(module), shift_hook(module, spec) as hook, _ticker(progress, n) as tick:
+        for i0, i1 in batches:
+            if tensor_input:
+                x, ok = data[i0:i1], list(range(i1 - i0))
+            else:
+                x, ok, _ = _load(model, data, i0, i1, resize, strict)  # type: ignore[arg-type]
+            if x is None:
+                tick(i1 - i0)
+                continue
+            x = x.to(device=dev, dtype=dtype)
+            g = _batch_gradient(module, hook, x, k, spec)
+            if grads is None:
+                grads = np.full((n, g.shape[1]), np.nan, dtype=np.float64)
+            rows = np.asarray(ok, dtype=np.intp) + i0
+            grads[rows] = g
+            valid[rows] = True
+            tick(i1 - i0)
+    if grads is None:
+        raise DataError("No image could be read.")
+    return grads, valid
+
+
+def _batch_gradient(
+    module: nn.Module, hook: _Shift, x: torch.Tensor, k: int, spec: LayerSpec
+) -> FloatArray:
+    """``(b, d)`` gradients of logit ``k`` with respect to per-image GAP-space shifts."""
+    hook.reset(active=True)
+    try:
+        logits = module(x)
+        u = hook.u
+    finally:
+        hook.reset(active=False)
+    if u is None:
+        raise RcvlabError(f"Layer '{spec.name}' was not reached in the forward pass.")
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise RcvlabError(f"The network must return (n, classes) logits; got {got}.")
+    if k >= logits.shape[1]:
+        raise RcvlabError(
+            f"target class {k} is out of range: the network has {logits.shape[1]} outputs "
+            f"(0-{logits.shape[1] - 1})."
+        )
+    target = logits[:, k].sum()
+    g = None
+    if target.requires_grad:
+        (g,) = torch.autograd.grad(target, u, allow_unused=True)
+    if g is None:
+        raise RcvlabError(f"Logit {k} does not depend on layer '{spec.name}'.")
+    return g.detach().to(torch.float64).cpu().numpy()
+
+
+def directional_derivative(
+    model: Model | nn.Module,
+    images: Images,
+    layer: str | LayerSpec,
+    direction: ArrayLike,
+    target_class: int | str,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    resize: str = "resize",
+    strict: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+) -> FloatArray:
+    """Sensitivity of class ``K``'s logit along ``direction`` at ``layer``, per image.
+
+    ``S(x) = d/dt f_K(A(x) + t v) at t = 0`` with ``v`` added at every position of the
+    layer's map ``A`` (see the module docstring); since ``GAP(A + t v) = GAP(A) + t v`` this
+    is the directional derivative of the logit along ``v`` in GAP feature space. ``v`` is
+    used as given (pass a unit vector, e.g. :func:`raw_direction`, for the RCV paper's
+    sensitivity).
+
+    Parameters
+    ----------
+    model, images, layer, target_class, batch_size, device, resize, strict, progress
+        As in :func:`gap_gradient`.
+    direction : array_like of shape (d,) or (m, d)
+        One direction in the raw GAP feature space of the layer, or ``m`` of them.
+
+    Returns
+    -------
+    ndarray of shape (n,) or (n, m)
+        float64; NaN for unreadable images.
+
+    Raises
+    ------
+    DataError
+        A direction whose length is not the layer's channel count, or non-finite values.
+    """
+    v = np.asarray(direction, dtype=np.float64)
+    if v.ndim not in (1, 2) or v.shape[-1] == 0 or not np.all(np.isfinite(v)):
+        raise DataError(f"direction must be a finite (d,) or (m, d) array, got shape {v.shape}.")
+    grads, _ = gap_gradient(
+        model,
+        images,
+        layer,
+        target_class,
+        batch_size=batch_size,
+        device=device,
+        resize=resize,
+        strict=strict,
+        progress=progress,
+    )
+    if grads.shape[1] != v.shape[-1]:
+        raise DataError(
+            f"The direction has {v.shape[-1]} components, layer '{layer}' has {grads.shape[1]} "
+            "channels."
+        )
+    return grads @ v.T
+
+
+__all__ = [
+    "directional_derivative",
+    "gap_gradient",
+    "layer_output_shape",
+    "layer_spec",
+    "raw_direction",
+    "resolve_target_class",
+    "shift_hook",
+]

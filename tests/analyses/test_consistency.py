@@ -1,0 +1,152 @@
+"""Consistency of RCV directions (paper 001 Table 2): angles, cosines, baselines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from rcvlab import load_model
+from rcvlab.analyses.consistency import (
+    ConsistencyResult,
+    angle_between,
+    consistency,
+    consistency_on_data,
+)
+from rcvlab.data.base import ArrayImageSet
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError
+from rcvlab.probe.fit import fit_rcv
+
+
+def planted_class(n, d, support, seed, noise=0.3):
+    """Features (offset and scaled) whose columns ``support`` carry the measure."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, d))
+    return Z * 2.0 + 1.0, Z[:, support] @ np.ones(len(support)) + noise * rng.standard_normal(n)
+
+
+def test_angle_between_by_hand():
+    assert angle_between([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx((0.0, 1.0), abs=1e-6)
+    assert angle_between([1.0, 0.0], [0.0, 3.0]) == pytest.approx((90.0, 0.0))
+    assert angle_between([1.0, 0.0], [-2.0, 0.0]) == pytest.approx((180.0, -1.0))
+    assert angle_between([1.0, 0.0], [1.0, 1.0]) == pytest.approx((45.0, math.sqrt(0.5)))
+    ang, cos = angle_between([0.0, 0.0], [1.0, 0.0])
+    assert math.isnan(ang) and math.isnan(cos)
+    with pytest.raises(DataError, match="lengths"):
+        angle_between([1.0], [1.0, 2.0])
+    X, y = planted_class(40, 5, [0], 1)
+    rcv = fit_rcv(X, y, "ols")
+    assert angle_between(rcv, rcv.coef * 7)[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_shuffled_measures_in_512_dims_are_near_orthogonal():
+    X, y = planted_class(100, 512, [0, 1, 2, 3, 4], 1)
+    res = consistency({"a": (X, y)}, reps=5, seed=0, alpha=0.01)
+    f = res.to_frame().set_index(["kind", "regressor"])
+    for reg in ("ols", "lasso"):
+        assert 80 < f.loc[("shuffled", reg), "angle_mean"] < 100
+        assert abs(f.loc[("shuffled", reg), "cos_mean"]) < 0.15
+    # the sparse Lasso finds the same direction on two disjoint halves; the min-norm plain fit
+    # in d >> n mostly does not (the paper's 46° versus 68°)
+    assert f.loc[("same", "lasso"), "angle_mean"] < 30
+    assert f.loc[("same", "lasso"), "angle_mean"] < f.loc[("same", "ols"), "angle_mean"]
+    assert res.n_fit == {"a": 50} and res.dim == 512
+
+
+def test_classes_sharing_an_encoding_align_and_others_do_not():
+    data = {
+        "albatross": planted_class(120, 50, [0, 1, 2], 2),
+        "kite": planted_class(120, 50, [0, 1, 2], 3),
+        "car": planted_class(120, 50, [10, 11, 12], 4),
+    }
+    res = consistency(data, reps=4, seed=0, alpha=0.1)
+    f = res.to_frame().set_index(["a", "b", "regressor"])
+    assert list(f.columns[:2]) == ["kind", "alpha"]
+    for col in ("angle_mean", "angle_std", "cos_mean", "cos_std", "n"):
+        assert col in f.columns
+    assert f.loc[("albatross", "kite", "lasso"), "angle_mean"] < 20
+    assert f.loc[("albatross", "car", "lasso"), "angle_mean"] > 80
+    assert f.loc[("albatross", "kite", "ols"), "cos_mean"] > 0.7
+    assert f.loc[("albatross", "albatross", "ols"), "n"] == 4
+    kinds = res.to_frame().kind.tolist()
+    assert kinds.count("same") == 6 and kinds.count("shuffled") == 6 and kinds.count("cross") == 6
+    assert len(res.runs_frame()) == 18 * 4
+
+
+def test_same_seed_same_output_and_round_trip():
+    data = {"a": planted_class(40, 12, [0, 1], 5), "b": planted_class(30, 12, [0, 1], 6)}
+    r1 = consistency(data, reps=3, seed=9, alpha=0.05)
+    r2 = consistency(data, reps=3, seed=9, alpha=0.05)
+    r3 = consistency(data, reps=3, seed=10, alpha=0.05)
+    assert r1.to_frame().equals(r2.to_frame())
+    assert not r1.to_frame().equals(r3.to_frame())
+    back = ConsistencyResult.from_json(r1.to_json())
+    assert back == r1
+    # a class's splits do not depend on the classes after it
+    only_a = consistency({"a": data["a"]}, reps=3, seed=9, alpha=0.05)
+    assert only_a.pairs[0] == r1.pairs[0]
+    # plain only
+    plain = consistency(data, reps=2, alpha=None, shuffled=False)
+    assert set(plain.to_frame().regressor) == {"ols"} and set(plain.to_frame().kind) == {
+        "same",
+        "cross",
+    }
+
+
+def test_zero_lasso_vector_gives_nan_with_a_reason():
+    data = {"a": planted_class(30, 8, [0], 7)}
+    res = consistency(data, reps=2, alpha=1e3)
+    f = res.to_frame().set_index(["kind", "regressor"])
+    row = f.loc[("same", "lasso")]
+    assert math.isnan(row.angle_mean) and row.n == 0 and row.n_undefined == 2
+    assert "zero vector" in row.note
+    assert f.loc[("same", "ols"), "n"] == 2 and f.loc[("same", "ols"), "note"] == ""
+    assert "zero vector" in res.to_markdown()
+    assert "null" in res.to_json()
+
+
+def test_bad_input():
+    a = planted_class(30, 8, [0], 1)
+    with pytest.raises(DataError, match="feature dimensions"):
+        consistency({"a": a, "b": planted_class(30, 9, [0], 2)}, reps=1)
+    with pytest.raises(DataError, match="no classes"):
+        consistency({}, reps=1)
+    with pytest.raises(DataError, match=r"class 'b'.*at least 10"):
+        consistency({"a": a, "b": (a[0][:5], a[1][:5])}, reps=1)
+    with pytest.raises(RcvlabError, match="alpha"):
+        consistency({"a": a}, reps=1, alpha=-0.1)
+    with pytest.raises(UnknownNameError):
+        consistency({"a": a}, reps=1, plain="lasso")
+
+
+class Blobs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 12, 1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+def test_consistency_on_data():
+    rng = np.random.default_rng(0)
+    imgs, area, labels = [], [], []
+    for c, colour in (("bird", (200, 80, 120)), ("car", (90, 200, 40))):
+        for _ in range(20):
+            s = int(rng.integers(3, 22))
+            img = rng.integers(0, 40, (24, 24, 3)).astype(np.uint8)
+            img[:s, :s] = colour
+            imgs.append(img)
+            area.append(s * s / 576)
+            labels.append(c)
+    data = ArrayImageSet(imgs, {"scale_ratio": area}, classes=labels)
+    m = load_model(Blobs().eval(), input_size=24, layers=["conv"])
+    res = consistency_on_data(m, data, "conv", "scale_ratio", None, reps=2, alpha=0.01)
+    assert res.classes == ("bird", "car") and res.meta["layer"] == "conv"
+    assert ("bird", "car") in set(zip(res.to_frame().a, res.to_frame().b, strict=True))
+    with pytest.raises(UnknownNameError, match="available: bird, car"):
+        consistency_on_data(m, data, "conv", "scale_ratio", ["bird", "kite"])

@@ -1,0 +1,276 @@
+"""Sparsity along the Lasso path (paper 001 Figs 4-5, Table 1): planted support, agreement with
+per-alpha fits, train-only standardisation of other classes, reproducibility, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from rcvlab import load_model
+from rcvlab.analyses.sparsity import (
+    SparsityResult,
+    check_xy,
+    features_by_class,
+    rcv_path,
+    sparsity,
+    sparsity_on_data,
+)
+from rcvlab.data.base import ArrayImageSet
+from rcvlab.errors import DataError, RcvlabError, UnknownNameError
+from rcvlab.probe import fit as fit_module
+from rcvlab.probe.fit import fit_rcv
+from rcvlab.probe.splits import repeated_splits
+from rcvlab.probe.stats import r2_score
+
+
+def planted(n=200, d=100, k=5, noise=0.5, seed=0):
+    """Exactly the first ``k`` of ``d`` features carry ``y``; columns have arbitrary offsets
+    and scales so that standardisation matters."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, d))
+    X = Z * rng.uniform(0.5, 5, d) + rng.uniform(-10, 10, d)
+    y = Z[:, :k] @ np.linspace(1, 2, k) + noise * rng.standard_normal(n)
+    return X, y
+
+
+def test_planted_support_found_at_the_right_alpha():
+    X, y = planted()
+    alphas = [0.0, 0.05, 0.1, 0.4]
+    res = sparsity(X, y, alphas, reps=10, seed=0)
+    j = res.alphas.index(0.4)
+    assert res.n_nonzero[j].tolist() == [5] * 10
+    assert res.selection_counts[j, :5].tolist() == [10] * 5
+    assert res.selection_counts[j, 5:].sum() == 0
+    # the plain fit keeps every dimension; smaller alphas keep more than k
+    assert res.n_nonzero[0].tolist() == [100] * 10
+    assert (res.n_nonzero[1] > 5).all()
+    f = res.to_frame()
+    same = f[f.test_set == "same"].set_index("alpha")
+    assert same.loc[0.4, "r2_test_mean"] > 0.85
+    assert same.loc[0.4, "r2_test_ci95_low"] < same.loc[0.4, "r2_test_mean"]
+    assert same.loc[0.4, "r2_test_ci95_high"] > same.loc[0.4, "r2_test_mean"]
+    assert res.n_train == 100 and res.n_test == {"same": 100} and res.dim == 100
+
+
+def _manual(X, y, alphas, reps, seed, X2):
+    """Per-alpha fit_rcv on the same splits: test R² on the held-out split and on X2."""
+    out = np.zeros((2, len(alphas), reps))
+    nz = np.zeros((len(alphas), reps), dtype=int)
+    for r, (tr, te) in enumerate(repeated_splits(len(y), reps, 0.5, seed)):
+        for j, a in enumerate(alphas):
+            rcv = fit_rcv(X[tr], y[tr], "lasso", a) if a > 0 else fit_rcv(X[tr], y[tr], "ols")
+            out[0, j, r] = r2_score(y[te], rcv.predict(X[te]))
+            out[1, j, r] = r2_score(X2[1], rcv.predict(X2[0]))
+            nz[j, r] = np.count_nonzero(rcv.coef)
+    return out, nz
+
+
+def test_path_agrees_with_per_alpha_fits(monkeypatch):
+    X, y = planted(n=170, d=40, seed=1)  # 85 training rows for 40 features
+    X, y, X2, y2 = X[:120], y[:120], X[120:], y[120:]
+    alphas = [0.3, 0.0, 0.02, 0.1]  # unsorted on purpose: results follow the given order
+    # With fit_rcv's default tolerance the warm-started path and cold fits differ by at most
+    # the solver's tolerance ...
+    res = sparsity(X, y, alphas, reps=3, seed=4, test_sets={"other": (X2, y2)})
+    ref, nz = _manual(X, y, alphas, 3, 4, (X2, y2))
+    np.testing.assert_allclose(res.r2_test, ref, atol=1e-3)
+    # ... and with a tight tolerance (read by both at call time) they agree to ~1e-6.
+    monkeypatch.setattr(fit_module, "LASSO_TOL", 1e-10)
+    res = sparsity(X, y, alphas, reps=3, seed=4, test_sets={"other": (X2, y2)})
+    ref, nz = _manual(X, y, alphas, 3, 4, (X2, y2))
+    np.testing.assert_allclose(res.r2_test, ref, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(res.n_nonzero, nz)
+    assert res.alphas == (0.3, 0.0, 0.02, 0.1)
+    # rcv_path returns the same RCVs as fit_rcv
+    rcvs = rcv_path(X[:80], y[:80], alphas)
+    for a, rcv in zip(alphas, rcvs, strict=True):
+        ref_rcv = fit_rcv(X[:80], y[:80], "lasso", a) if a else fit_rcv(X[:80], y[:80], "ols")
+        np.testing.assert_allclose(rcv.coef, ref_rcv.coef, atol=1e-6)
+        assert rcv.regressor == ("lasso" if a else "ols")
+
+
+def test_other_class_is_standardised_with_the_training_split_only():
+    X, y = planted(n=280, seed=3)
+    X, y, Xo, yo = X[:200], y[:200], X[200:], y[200:]  # another "class" of the same features
+    shifted = Xo * 3.0 + 1e4  # huge offset and scale: only its own statistics would undo it
+    res = sparsity(
+        X, y, [0.0, 0.1], reps=2, seed=0, test_sets={"plain": (Xo, yo), "far": (shifted, yo)}
+    )
+    (tr, _), _ = repeated_splits(len(y), 2, 0.5, 0)
+    rcv = fit_rcv(X[tr], y[tr], "lasso", 0.1)
+    expected = r2_score(yo, rcv.predict(shifted))
+    s_far = res.test_sets.index("far")
+    s_plain = res.test_sets.index("plain")
+    assert res.r2_test[s_far, 1, 0] == pytest.approx(expected, rel=1e-9)
+    assert expected < -100  # training statistics: the shift ruins the predictions
+    own = (shifted - shifted.mean(0)) / shifted.std(0)  # what its own statistics would give
+    own_pred = own[:, rcv.keep] @ rcv.coef[rcv.keep] + rcv.intercept
+    assert r2_score(yo, own_pred) > 0.8
+    assert res.r2_test[s_plain, 1, 0] > 0.8
+    assert res.n_test == {"same": 100, "plain": 80, "far": 80}
+
+
+def test_same_seed_same_output_and_alpha_zero_is_warning_free():
+    X, y = planted(n=60, d=40, seed=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning from a zero alpha
+        a = sparsity(X, y, np.linspace(0, 0.01, 21)[[0, 10, 20]], reps=3, seed=11)
+    b = sparsity(X, y, np.linspace(0, 0.01, 21)[[0, 10, 20]], reps=3, seed=11)
+    c = sparsity(X, y, np.linspace(0, 0.01, 21)[[0, 10, 20]], reps=3, seed=12)
+    assert a.to_frame().equals(b.to_frame())
+    np.testing.assert_array_equal(a.r2_test, b.r2_test)
+    assert not np.array_equal(a.r2_test, c.r2_test)
+
+
+def test_plain_ridge_option_and_json_round_trip():
+    X, y = planted(n=60, d=30, seed=8)
+    res = sparsity(X, y, [0.0, 0.2], reps=2, plain="ridge", meta={"layer": "mixed8"})
+    assert res.plain == "ridge" and res.to_frame().regressor.tolist() == ["ridge", "lasso"]
+    back = SparsityResult.from_json(res.to_json())
+    assert back.to_frame().equals(res.to_frame())
+    assert back.meta == {"layer": "mixed8"}
+    assert back.selection_counts.shape == (2, 30)
+
+
+def test_cross_class_table_is_table_1():
+    X, y = planted(n=80, d=30, seed=9)
+    Xo, yo = planted(n=40, d=30, seed=10)
+    res = sparsity(X, y, [0.0, 0.001, 0.1], reps=3, test_sets={"kite": (Xo, yo)})
+    t = res.cross_class_table()
+    assert t.test_set.tolist() == ["same", "same", "kite", "kite"]
+    assert t.alpha.tolist() == [0.0, 0.001, 0.0, 0.001]
+    assert t.regressor.tolist() == ["ols", "lasso", "ols", "lasso"]
+    f = res.to_frame()
+    row = f[(f.test_set == "kite") & (f.alpha == 0.001)].iloc[0]
+    assert t.r2_mean.iloc[3] == row.r2_test_mean
+    assert t.r2_std.iloc[3] == pytest.approx(np.std(res.r2_test[1, 1], ddof=1))
+    with pytest.raises(RcvlabError, match=r"0\.5 is not in"):
+        res.cross_class_table([0.5])
+    assert "Table 1" in res.to_markdown()
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "kw", "match"),
+    [
+        (np.ones((20, 3)), np.r_[np.nan, np.arange(19.0)], {}, "NaN"),
+        (np.random.default_rng(0).normal(size=(20, 3)), np.ones(20), {}, "constant"),
+        (np.ones((20, 3)), np.arange(19.0), {}, "shape"),
+        (np.random.default_rng(0).normal(size=(8, 3)), np.arange(8.0), {}, "at least 10"),
+        (
+            np.random.default_rng(0).normal(size=(20, 3)),
+            np.arange(20.0),
+            {"alphas": [-0.1]},
+            "-0.1",
+        ),
+        (
+            np.random.default_rng(0).normal(size=(20, 3)),
+            np.arange(20.0),
+            {"alphas": [0, 0]},
+            "distinct",
+        ),
+        (
+            np.random.default_rng(0).normal(size=(20, 3)),
+            np.arange(20.0),
+            {"test_sets": {"same": (np.zeros((20, 3)), np.arange(20.0))}},
+            "reserved",
+        ),
+        (
+            np.random.default_rng(0).normal(size=(20, 3)),
+            np.arange(20.0),
+            {"test_sets": {"k": (np.zeros((20, 4)), np.arange(20.0))}},
+            "4 features",
+        ),
+    ],
+)
+def test_bad_input_is_one_line(X, y, kw, match):
+    with pytest.raises(RcvlabError, match=match) as e:
+        sparsity(X, y, **{"alphas": [0.0, 0.01], "reps": 2, **kw})
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_plain_regressor():
+    X, y = planted(n=20, d=5)
+    with pytest.raises(UnknownNameError, match="ridge"):
+        sparsity(X, y, [0.0], reps=1, plain="rigde")
+    with pytest.raises(DataError):
+        check_xy(np.ones(5), np.ones(5))
+
+
+class Blobs(nn.Module):
+    """A fixed random 1x1 conv + ReLU: GAP features are linear-ish in a square's area."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 12, 1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+def squares(classes=("bird", "car", "kite"), per_class=20, size=24, seed=0):
+    rng = np.random.default_rng(seed)
+    imgs, area, labels = [], [], []
+    for ci, c in enumerate(classes):
+        for _ in range(per_class):
+            s = int(rng.integers(3, size - 2))
+            img = rng.integers(0, 40, (size, size, 3)).astype(np.uint8)
+            o = rng.integers(0, size - s + 1, 2)
+            img[o[0] : o[0] + s, o[1] : o[1] + s] = (200, 60 + 50 * ci, 120)
+            imgs.append(img)
+            area.append(s * s / size**2)
+            labels.append(c)
+    area = np.array(area)
+    area[3] = np.nan  # a row whose measure is missing is dropped
+    return ArrayImageSet(imgs, {"scale_ratio": area}, classes=labels)
+
+
+def test_sparsity_on_data_and_class_errors():
+    data = squares()
+    m = load_model(Blobs().eval(), input_size=24, layers=["conv"])
+    res = sparsity_on_data(
+        m, data, "conv", "scale_ratio", "bird", ["kite"], [0.0, 0.001], reps=2, device="cpu"
+    )
+    assert res.test_sets == ("same", "kite")
+    assert res.meta["n_per_class"] == {"bird": 19, "kite": 20}
+    assert res.meta["layer"] == "conv" and res.meta["train_class"] == "bird"
+    assert res.dim == 12
+    res_all = sparsity_on_data(m, data, "conv", "scale_ratio", "car", None, [0.0], reps=1)
+    assert res_all.test_sets == ("same", "bird", "kite")
+    with pytest.raises(UnknownNameError, match="available: bird, car, kite") as e:
+        features_by_class(m, data, "conv", "scale_ratio", ["albatross"])
+    assert "\n" not in str(e.value)
+    with pytest.raises(RcvlabError, match="training class"):
+        sparsity_on_data(m, data, "conv", "scale_ratio", "bird", ["bird"], [0.0], reps=1)
+    no_classes = ArrayImageSet(list(np.zeros((12, 8, 8, 3), np.uint8)), {"s": np.arange(12.0)})
+    with pytest.raises(DataError, match="no classes"):
+        features_by_class(m, no_classes, "conv", "s")
+
+
+def test_constant_columns_are_dropped_and_frame_columns():
+    X, y = planted(n=60, d=12, seed=4)
+    X[:, 7] = 3.0  # constant on every split: dropped as fit_rcv does, never selected
+    res = sparsity(X, y, [0.0, 0.05], reps=2)
+    assert res.n_constant == 1
+    assert res.selection_counts[:, 7].tolist() == [0, 0]
+    assert res.n_nonzero[0].tolist() == [11, 11]
+    cols = {
+        "test_set",
+        "alpha",
+        "n_nonzero_mean",
+        "n_nonzero_ci95_low",
+        "n_nonzero_ci95_high",
+        "r2_train_mean",
+        "r2_train_ci95_low",
+        "r2_train_ci95_high",
+        "r2_test_mean",
+        "r2_test_std",
+        "r2_test_ci95_low",
+        "r2_test_ci95_high",
+    }
+    assert cols <= set(res.to_frame().columns)
+    assert len(res.runs_frame()) == 2 * 2
