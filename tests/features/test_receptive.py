@@ -167,6 +167,15 @@ def test_corrected_gap_pool_is_the_masked_mean():
     got = corrected_gap(mask)(x)
     want = x[:, :, 1:3, 1:4].mean(dim=(2, 3))
     torch.testing.assert_close(got, want)
+    irregular = mask.copy()
+    irregular[0, 0] = True  # not a rectangle
+    want = x.permute(0, 2, 3, 1)[:, torch.as_tensor(irregular)].mean(1)
+    for layout in (x, x.contiguous(memory_format=torch.channels_last)):
+        torch.testing.assert_close(corrected_gap(irregular)(layout), want)
+    tokens = x.flatten(2).transpose(1, 2)  # (n, tokens, c)
+    torch.testing.assert_close(
+        corrected_gap(mask.ravel())(tokens), tokens[:, torch.as_tensor(mask.ravel())].mean(1)
+    )
     empty = corrected_gap(np.zeros((4, 5), dtype=bool))(x)
     assert empty.shape == (2, 3) and torch.isnan(empty).all()
     with pytest.raises(ValueError, match="does not fit"):

@@ -63,17 +63,25 @@ class NoiseLayer:
         return min(self.positions.values())
 
     def summary(self, pooling: str) -> dict[str, float | None]:
-        """Mean, standard deviation and 95 % CI (Student t over repetitions) of the R²."""
+        """Mean, standard deviation, 95 % CI (Student t over repetitions), median and
+        quartiles of the R² (all None for corrected GAP without positions)."""
         vals = self.r2_gap if pooling == "gap" else self.r2_corrected
+        keys = ("r2_mean", "r2_std", "r2_ci95_low", "r2_ci95_high", "r2_median", "r2_q25", "r2_q75")
         if vals is None:
-            return {"r2_mean": None, "r2_std": None, "r2_ci95_low": None, "r2_ci95_high": None}
+            return dict.fromkeys(keys)
         v = np.asarray(vals)
         lo, hi = mean_ci95(v)  # fresh images every repetition: independent scores
+        q25, med, q75 = np.percentile(v, [25, 50, 75])
         return {
             "r2_mean": float(v.mean()),
             "r2_std": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
             "r2_ci95_low": lo,
             "r2_ci95_high": hi,
+            # with 5 training images one repetition can score R² << -1 (a feature almost
+            # constant on them); the median and quartiles show the typical repetition
+            "r2_median": float(med),
+            "r2_q25": float(q25),
+            "r2_q75": float(q75),
         }
 
 
@@ -107,7 +115,8 @@ class NoiseSizeResult:
         return [e.layer for e in self.layers]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per layer and pooling: R² mean, std, 95 % CI and corrected-GAP positions."""
+        """One row per layer and pooling: R² mean, std, 95 % CI, median, quartiles and the
+        corrected-GAP positions."""
         rows = []
         for e in self.layers:
             for pooling in POOLS:

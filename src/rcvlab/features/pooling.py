@@ -81,8 +81,14 @@ def corrected_gap(mask: np.ndarray) -> Pool:
         if x.ndim == 2:
             return x
         if x.ndim == 4:
-            return torch.einsum("nchw,hw->nc", x, weights(x))
-        return torch.einsum("ntc,t->nc", x, weights(x))
+            # one matrix-vector product per image; channels-last maps are read in place
+            n, c, h, w = x.shape
+            if x.is_contiguous(memory_format=torch.channels_last):
+                return (
+                    weights(x).reshape(1, 1, h * w) @ x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+                )[:, 0]
+            return x.reshape(n, c, h * w) @ weights(x).reshape(h * w)
+        return (weights(x).reshape(1, 1, -1) @ x)[:, 0]
 
     return pool
 

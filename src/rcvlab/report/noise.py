@@ -15,15 +15,19 @@ def noise_markdown(result: NoiseSizeResult) -> str:
     def cell(s: dict) -> str:
         if s["r2_mean"] is None:
             return "no positions"
-        return f"{s['r2_mean']:.3f} [{s['r2_ci95_low']:.3f}, {s['r2_ci95_high']:.3f}]"
+        return (
+            f"{s['r2_mean']:.3f} [{s['r2_ci95_low']:.3f}, {s['r2_ci95_high']:.3f}]; "
+            f"median {s['r2_median']:.3f}"
+        )
 
     lines = [
         f"# Image width from white noise: {result.model} ({result.weights})",
         "",
         f"Sizes {', '.join(map(str, result.sizes))} px; {result.n_train} training and "
         f"{result.n_test} test images per repetition, {result.reps} repetitions, "
-        f"{result.regressor} probe. R² mean [95 % CI]; corrected GAP averages only positions "
-        "whose receptive field lies inside the image (positions: fewest over the sizes).",
+        f"{result.regressor} probe. R² mean [95 % CI]; median over repetitions; corrected "
+        "GAP averages only positions whose receptive field lies inside the image "
+        "(positions: fewest over the sizes).",
         "",
         "| layer | regular GAP | corrected GAP | positions |",
         "|---|---|---|---|",
