@@ -27,10 +27,11 @@ from rcvlab.features.extract import choose_device
 from rcvlab.features.hooks import capture
 from rcvlab.features.pooling import corrected_gap, gap
 from rcvlab.features.receptive import padding_masks
-from rcvlab.models.registry import Model, load_model
+from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_regressor, fit_predict
 from rcvlab.probe.result import _jsonable
 from rcvlab.probe.stats import mean_ci95, r2_score
+from rcvlab.progress import progress_bar
 from rcvlab.sizes import parse_sizes
 
 POOLS = ("gap", "corrected-gap")
@@ -238,10 +239,7 @@ def noise_size(
         raise RcvlabError(
             f"Need at least two different sizes to regress the width, got {size_list}."
         )
-    if isinstance(model, str):
-        model = load_model(model, weights, seed=seed)
-    elif not isinstance(model, Model):
-        raise RcvlabError("Pass a model name or a Model from rcvlab.load_model.")
+    model = as_model(model, weights, seed)
     specs = model.resolve(layers)
     names = [s.name for s in specs]
     module = model.module
@@ -311,15 +309,13 @@ def _features(
     progress: bool,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Both poolings of every layer from one forward pass per batch of equal-size images."""
-    from rcvlab.features.extract import _progress_bar
-
     dev = choose_device(device)
     module = model.module.to(dev).eval()
     mean = torch.tensor(model.preprocessing.mean, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(model.preprocessing.std, device=dev).view(1, 3, 1, 1)
     n = len(images)
     res: dict[str, dict[str, np.ndarray]] = {"gap": {}, "corrected-gap": {}}
-    bar = _progress_bar(progress, n, f"{model.name} ({model.weights}) noise")
+    bar = progress_bar(progress, n, f"noise {model.name} ({model.weights})")
     with bar as tick:
         for s in sorted(set(widths.tolist())):
             idx = np.flatnonzero(widths == s)

@@ -11,7 +11,7 @@ from rcvlab import __version__
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import RcvlabError
 from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
-from rcvlab.models.registry import Model, load_model
+from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.profile import probe_layers
 from rcvlab.probe.result import ProfileResult
 
@@ -71,13 +71,7 @@ def layer_profile(
         raise RcvlabError(
             f"Unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}."
         )
-    if isinstance(model, str):
-        model = load_model(model, weights, seed=seed)
-    elif not isinstance(model, Model):
-        raise RcvlabError(
-            "Pass a model name or a Model from rcvlab.load_model (or use "
-            "rcvlab.load_model(module, input_size=..., layers=[...]) first)."
-        )
+    model = as_model(model, weights, seed)
     data = as_image_set(data)
     y = data.measure(measure)
     kw = dict(

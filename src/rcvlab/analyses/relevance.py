@@ -42,7 +42,7 @@ from rcvlab import __version__
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.extract import as_image_set, extract_features
-from rcvlab.models.registry import Model, load_model
+from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_regressor, fit_rcv
 from rcvlab.probe.profile import probe_layers
 from rcvlab.probe.result import _jsonable
@@ -570,13 +570,7 @@ def relevance(
     DataError
         Constant measure, too few usable images.
     """
-    if isinstance(model, str):
-        model = load_model(model, weights, seed=seed)
-    elif not isinstance(model, Model):
-        raise RcvlabError(
-            "Pass a model name or a Model from rcvlab.load_model (or use "
-            "rcvlab.load_model(module, input_size=..., layers=[...]) first)."
-        )
+    model = as_model(model, weights, seed)
     check_regressor(regressor, alpha)
     names = [measures] if isinstance(measures, str) else list(measures)
     if not names:

@@ -31,7 +31,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from PIL import Image
 from rcvlab.data.base import ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.models.registry import Model, load_model
+from rcvlab.progress import progress_bar
 from rcvlab.sizes import parse_sizes
 
 #: PIL filters by name (``--interp``).
@@ -250,44 +250,6 @@ def _softmax(
             "the full classifier."
         )
     return torch.softmax(logits.float(), dim=1)
-
-
-def _progress(progress: bool | Callable[[int, int], None], total: int, label: str):
-    """A context giving ``tick(k)``: a rich progress bar, a callback ``(done, total)`` or none."""
-    if callable(progress):
-        state = {"done": 0}
-
-        def tick(k: int) -> None:
-            state["done"] += k
-            progress(state["done"], total)
-
-        return nullcontext(tick)
-    if not progress:
-        return nullcontext(lambda k: None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-            )
-            self.p.__enter__()
-            self.t = self.p.add_task(label, total=total)
-            return lambda k: self.p.advance(self.t, k)
-
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
-
-    return _Bar()
 
 
 # -- the result -------------------------------------------------------------------------
@@ -700,7 +662,7 @@ def resize_sweep(
     label = f"resize sweep {model.name} ({model.weights})"
     pool = ThreadPoolExecutor(max_workers=1)  # resizes the next job while the network runs
     try:
-        with _progress(progress, n * ni * ns, label) as tick:
+        with progress_bar(progress, n * ni * ns, label) as tick:
             for c0 in range(0, n, batch_size):
                 c1 = min(n, c0 + batch_size)
                 pil, idx = [], []

@@ -724,7 +724,7 @@ def features_by_class(
     from rcvlab import __version__
     from rcvlab.analyses.profile import skipped_items
     from rcvlab.features.extract import as_image_set, extract_features
-    from rcvlab.models.registry import Model, load_model
+    from rcvlab.models.registry import as_model
 
     data = as_image_set(data)
     available = available_classes(data)
@@ -737,13 +737,7 @@ def features_by_class(
             )
     if len(set(wanted)) != len(wanted):
         raise RcvlabError(f"classes are repeated: {wanted}")
-    if isinstance(model, str):
-        model = load_model(model, weights, seed=seed)
-    elif not isinstance(model, Model):
-        raise RcvlabError(
-            "Pass a model name or a Model from rcvlab.load_model (or use "
-            "rcvlab.load_model(module, input_size=..., layers=[...]) first)."
-        )
+    model = as_model(model, weights, seed)
     y_all = np.asarray(data.measure(measure), dtype=np.float64)
     feats = extract_features(
         model,

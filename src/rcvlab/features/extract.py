@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from functools import partial
 
 import numpy as np
@@ -19,6 +18,7 @@ from rcvlab.features.cache import FeatureCache, cache_key
 from rcvlab.features.hooks import capture
 from rcvlab.features.pooling import get_pooling, layer_pools
 from rcvlab.models.registry import Model, load_model
+from rcvlab.progress import progress_bar
 
 
 class FeatureSet(dict[str, np.ndarray]):
@@ -182,7 +182,7 @@ def extract_features(
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         module.eval()
-        bar = _progress_bar(progress, total, f"{model.name} ({model.weights})")
+        bar = progress_bar(progress, total, f"extract {model.name} ({model.weights})")
         batches = [(i0, min(i0 + batch_size, b)) for a, b in todo for i0 in range(a, b, batch_size)]
         # Decoding and preprocessing of batch k+1 run in a thread while batch k is in the
         # network (torch releases the GIL), so the forward pass is not kept waiting.
@@ -287,44 +287,6 @@ def _forward(
         full[ok_idx] = v
         feats[k] = full
     return feats
-
-
-def _progress_bar(progress: bool | Callable[[int, int], None], total: int, label: str):
-    if callable(progress):
-        state = {"done": 0}
-
-        def tick(k: int) -> None:
-            state["done"] += k
-            progress(state["done"], total)
-
-        return nullcontext(tick)
-    if not progress:
-        return nullcontext(lambda k: None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self.p.__enter__()
-            self.t = self.p.add_task(f"extract {label}", total=total)
-            return lambda k: self.p.advance(self.t, k)
-
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
-
-    return _Bar()
 
 
 def layer_dims(

@@ -377,11 +377,30 @@ def load_model(
     return Model(name, module, tuple(specs), pre, weights, wid, seed, cats, builder)
 
 
+def as_model(model: str | Model | nn.Module, weights: str = "imagenet", seed: int = 0) -> Model:
+    """A :class:`Model` from a registry name (loaded with ``weights`` and ``seed``) or a Model.
+
+    Raises
+    ------
+    RcvlabError
+        For a plain module: it needs its input size and layers first.
+    """
+    if isinstance(model, str):
+        return load_model(model, weights, seed=seed)
+    if not isinstance(model, Model):
+        raise RcvlabError(
+            "Pass a model name or a Model from rcvlab.load_model (or use "
+            "rcvlab.load_model(module, input_size=..., layers=[...]) first)."
+        )
+    return model
+
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Model",
     "Preprocessing",
+    "as_model",
     "available_models",
     "load_model",
 ]

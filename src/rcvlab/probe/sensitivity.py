@@ -26,7 +26,7 @@ ReLU.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model
 from rcvlab.probe.fit import RCV
+from rcvlab.progress import progress_bar
 
 FloatArray = NDArray[np.float64]
 Images = ImageSet | torch.Tensor | np.ndarray | Sequence[Image.Image | np.ndarray]
@@ -335,32 +336,6 @@ def _grad_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def _ticker(progress: bool | Callable[[int, int], None], total: int):
-    if callable(progress):
-        state = {"done": 0}
-
-        def tick(k: int) -> None:
-            state["done"] += k
-            progress(state["done"], total)
-
-        return nullcontext(tick)
-    if not progress:
-        return nullcontext(lambda k: None)
-    from rich.progress import Progress
-
-    class _Bar:
-        def __enter__(self):
-            self.p = Progress(transient=False)
-            self.p.__enter__()
-            self.t = self.p.add_task("gradients", total=total)
-            return lambda k: self.p.advance(self.t, k)
-
-        def __exit__(self, *exc):
-            return self.p.__exit__(*exc)
-
-    return _Bar()
-
-
 def gap_gradient(
     model: Model | nn.Module,
     images: Images,
@@ -448,7 +423,11 @@ def gap_gradient(
     grads: FloatArray | None = None
     valid = np.zeros(n, dtype=bool)
     batches = [(i0, min(i0 + batch_size, n)) for i0 in range(0, n, batch_size)]
-    with _grad_mode(module), shift_hook(module, spec) as hook, _ticker(progress, n) as tick:
+    with (
+        _grad_mode(module),
+        shift_hook(module, spec) as hook,
+        progress_bar(progress, n, "gradients") as tick,
+    ):
         for i0, i1 in batches:
             if tensor_input:
                 x, ok = data[i0:i1], list(range(i1 - i0))
