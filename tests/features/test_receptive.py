@@ -213,7 +213,7 @@ def test_extract_corrected_gap_is_the_masked_mean_of_the_map(rng):
     assert f.key != g.key  # different cache entries
 
 
-def test_layers_without_positions_are_listed_not_probed(rng):
+def test_layers_without_positions_are_listed_not_probed(rng, tmp_path):
     from rcvlab.analyses import layer_profile
     from rcvlab.data.base import ArrayImageSet
 
@@ -232,6 +232,10 @@ def test_layers_without_positions_are_listed_not_probed(rng):
     assert [s.layer for s in res.profiles["model"]] == ["features.2"]
     assert res.extra["no_positions"] == ["features.14"]
     assert res.extra["positions"]["features.14"] == 0
+    from rcvlab.report.run import write_profile_run
+
+    files = write_profile_run(tmp_path, [res])
+    assert "no position free of padding in features.14 at 64 px" in files["report.html"].read_text()
     with pytest.raises(RcvlabError, match=r"no position free of padding|nothing to average"):
         layer_profile(
             m, data, measure="m", layers=["features.14"], pooling="corrected-gap", baselines=()

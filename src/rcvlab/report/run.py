@@ -55,6 +55,15 @@ def write_profile_run(
                 skipped.append((s["path"], s["reason"]))
     write_skipped(out / "skipped.csv", skipped)
     files["skipped.csv"] = out / "skipped.csv"
+    notes = list(notes)
+    for res in results:
+        empty = res.extra.get("no_positions")
+        if empty:
+            size = res.extra.get("preprocessing", {}).get("input_size", "?")
+            notes.append(
+                f"{res.model}: corrected GAP keeps no position free of padding in "
+                f"{', '.join(empty)} at {size} px, so these layers were not probed."
+            )
     write_report(
         out / "report.html",
         list(results),
