@@ -509,6 +509,46 @@ def _measure_option(default: str = "scale_ratio_sqrt") -> Callable[..., Any]:
     )
 
 
+class _Job:
+    """What every one-layer analysis command starts from: run folder, data, network."""
+
+    def __init__(
+        self,
+        model: str,
+        weights: str,
+        data_spec: str,
+        layer: str,
+        input_size: int | None,
+        seed: int,
+        batch_size: int,
+        device: str | None,
+        cache_dir: str | None,
+        out: str,
+        force: bool,
+    ) -> None:
+        from rcvlab.data import open_data
+        from rcvlab.models import load_model
+        from rcvlab.runio import prepare_out
+
+        self.data = open_data(data_spec)
+        self.net = load_model(model, weights, seed=seed, input_size=input_size)
+        self.out = prepare_out(out, force=force)
+        self.layer, self.seed = layer, seed
+        self.kw = dict(
+            batch_size=batch_size,
+            cache_dir=_cache_dir(cache_dir),
+            device=device,
+            progress=True,
+            command=_command_line(),
+        )
+
+    def write_skipped(self, meta: dict) -> None:
+        from rcvlab.runio import write_skipped
+
+        skipped = [(s["path"], s["reason"]) for s in meta.get("skipped", [])]
+        write_skipped(self.out / "skipped.csv", skipped)
+
+
 @main.command("sparsity")
 @_data_options
 @_measure_option()
@@ -521,59 +561,40 @@ def _measure_option(default: str = "scale_ratio_sqrt") -> Callable[..., Any]:
 @click.option("--test-fraction", type=float, default=0.5, show_default=True)
 @_friendly
 def sparsity_cmd(
-    model: str,
-    weights: str,
-    data_spec: str,
-    layer: str,
-    input_size: int | None,
-    seed: int,
-    batch_size: int,
-    device: str | None,
-    cache_dir: str | None,
-    out: str,
-    force: bool,
     measure: str,
     train_class: str,
     test_classes: str | None,
     alphas: str,
     reps: int,
     test_fraction: float,
+    **common: Any,
 ) -> None:
     """Lasso path at LAYER: non-zero coefficients vs test R², same and other classes."""
+    import pandas as pd
+
     from rcvlab.analyses.sparsity import sparsity_on_data
-    from rcvlab.data import open_data
-    from rcvlab.models import load_model
     from rcvlab.report.encoding import write_sparsity_run
-    from rcvlab.runio import prepare_out, write_skipped
 
     alpha_list = _alphas(alphas)
-    out_dir = prepare_out(out, force=force)
-    data = open_data(data_spec)
-    net = load_model(model, weights, seed=seed, input_size=input_size)
+    job = _Job(**common)
     res = sparsity_on_data(
-        net,
-        data,
-        layer,
+        job.net,
+        job.data,
+        job.layer,
         measure,
         train_class,
         _csv(test_classes) or [],
         alpha_list,
         reps,
-        seed,
+        job.seed,
         test_fraction=test_fraction,
-        batch_size=batch_size,
-        cache_dir=_cache_dir(cache_dir),
-        device=device,
-        progress=True,
-        command=_command_line(),
+        **job.kw,
     )
-    files = write_sparsity_run(out_dir, res)
-    write_skipped(out_dir / "skipped.csv", _skips(res.meta))
-    import pandas as pd
-
+    files = write_sparsity_run(job.out, res)
+    job.write_skipped(res.meta)
     table = pd.read_csv(files["cross_class.csv"])
     click.echo(table.to_string(index=False, float_format="%.3f"))
-    click.echo(f"wrote {out_dir}/ (sparsity.csv/json/png, cross_class.csv, summary.md)")
+    click.echo(f"wrote {job.out}/ (sparsity.csv/json/png, cross_class.csv, summary.md)")
 
 
 @main.command("alignment")
@@ -584,55 +605,32 @@ def sparsity_cmd(
 @click.option("--max-dims", type=int, default=200, show_default=True)
 @_friendly
 def alignment_cmd(
-    model: str,
-    weights: str,
-    data_spec: str,
-    layer: str,
-    input_size: int | None,
-    seed: int,
-    batch_size: int,
-    device: str | None,
-    cache_dir: str | None,
-    out: str,
-    force: bool,
-    measure: str,
-    train_class: str | None,
-    alpha: float,
-    max_dims: int,
+    measure: str, train_class: str | None, alpha: float, max_dims: int, **common: Any
 ) -> None:
     """Cumulative norm of the plain and the Lasso RCV over its largest components."""
     from rcvlab.analyses.alignment import alignment_on_data
-    from rcvlab.data import open_data
-    from rcvlab.models import load_model
     from rcvlab.report.encoding import write_alignment_run
-    from rcvlab.runio import prepare_out, write_skipped
 
-    out_dir = prepare_out(out, force=force)
-    data = open_data(data_spec)
-    net = load_model(model, weights, seed=seed, input_size=input_size)
+    job = _Job(**common)
     res = alignment_on_data(
-        net,
-        data,
-        layer,
+        job.net,
+        job.data,
+        job.layer,
         measure,
         train_class,
         alpha=alpha,
         max_dims=max_dims,
-        seed=seed,
-        batch_size=batch_size,
-        cache_dir=_cache_dir(cache_dir),
-        device=device,
-        progress=True,
-        command=_command_line(),
+        seed=job.seed,
+        **job.kw,
     )
-    write_alignment_run(out_dir, res)
-    write_skipped(out_dir / "skipped.csv", _skips(res[0].meta))
+    write_alignment_run(job.out, res)
+    job.write_skipped(res[0].meta)
     for r in res:
         click.echo(
             f"{r.regressor:6s} non-zero {r.n_nonzero:5d}  maps for 90 % of the norm: "
             f"{r.dims_for(0.9)}"
         )
-    click.echo(f"wrote {out_dir}/ (alignment.csv/json/png, summary.md)")
+    click.echo(f"wrote {job.out}/ (alignment.csv/json/png, summary.md)")
 
 
 @main.command("consistency")
@@ -643,56 +641,21 @@ def alignment_cmd(
 @click.option("--reps", type=int, default=10, show_default=True)
 @_friendly
 def consistency_cmd(
-    model: str,
-    weights: str,
-    data_spec: str,
-    layer: str,
-    input_size: int | None,
-    seed: int,
-    batch_size: int,
-    device: str | None,
-    cache_dir: str | None,
-    out: str,
-    force: bool,
-    measure: str,
-    classes: str | None,
-    alpha: float,
-    reps: int,
+    measure: str, classes: str | None, alpha: float, reps: int, **common: Any
 ) -> None:
     """Angles between RCVs of disjoint splits, of different classes and of shuffled measures."""
     from rcvlab.analyses.consistency import consistency_on_data
-    from rcvlab.data import open_data
-    from rcvlab.models import load_model
     from rcvlab.report.encoding import write_consistency_run
-    from rcvlab.runio import prepare_out, write_skipped
 
-    out_dir = prepare_out(out, force=force)
-    data = open_data(data_spec)
-    net = load_model(model, weights, seed=seed, input_size=input_size)
+    job = _Job(**common)
     res = consistency_on_data(
-        net,
-        data,
-        layer,
-        measure,
-        _csv(classes),
-        reps,
-        seed,
-        alpha,
-        batch_size=batch_size,
-        cache_dir=_cache_dir(cache_dir),
-        device=device,
-        progress=True,
-        command=_command_line(),
+        job.net, job.data, job.layer, measure, _csv(classes), reps, job.seed, alpha, **job.kw
     )
-    write_consistency_run(out_dir, res)
-    write_skipped(out_dir / "skipped.csv", _skips(res.meta))
+    write_consistency_run(job.out, res)
+    job.write_skipped(res.meta)
     cols = ["a", "b", "regressor", "angle_mean", "angle_std", "cos_mean", "cos_std"]
     click.echo(res.to_frame()[cols].to_string(index=False, float_format="%.3f"))
-    click.echo(f"wrote {out_dir}/ (consistency.csv/json/png, summary.md)")
-
-
-def _skips(meta: dict) -> list[tuple[str, str]]:
-    return [(s["path"], s["reason"]) for s in meta.get("skipped", [])]
+    click.echo(f"wrote {job.out}/ (consistency.csv/json/png, summary.md)")
 
 
 @main.command("relevance")
@@ -714,56 +677,37 @@ def _skips(meta: dict) -> list[tuple[str, str]]:
 @click.option("--reps", type=int, default=10, show_default=True)
 @_friendly
 def relevance_cmd(
-    model: str,
-    weights: str,
-    data_spec: str,
-    layer: str,
-    input_size: int | None,
-    seed: int,
-    batch_size: int,
-    device: str | None,
-    cache_dir: str | None,
-    out: str,
-    force: bool,
     measure_names: str,
     target_class: str,
     regressor: str,
     alpha: float | None,
     reps: int,
+    **common: Any,
 ) -> None:
     """Sensitivity of a class logit along the RCV at LAYER, and the relevance score Br."""
     from rcvlab.analyses.relevance import relevance
-    from rcvlab.data import open_data
-    from rcvlab.models import load_model
     from rcvlab.report.relevance import write_relevance_run
-    from rcvlab.runio import prepare_out
 
-    out_dir = prepare_out(out, force=force)
-    data = open_data(data_spec)
-    net = load_model(model, weights, seed=seed, input_size=input_size)
+    job = _Job(**common)
     res = relevance(
-        net,
-        data,
-        layer,
+        job.net,
+        job.data,
+        job.layer,
         _csv(measure_names) or [],
         target_class,
         regressor=regressor,
         alpha=alpha,
         reps=reps,
-        seed=seed,
-        batch_size=batch_size,
-        cache_dir=_cache_dir(cache_dir),
-        device=device,
-        progress=True,
-        command=_command_line(),
+        seed=job.seed,
+        **job.kw,
     )
-    write_relevance_run(out_dir, res)
+    write_relevance_run(job.out, res)
     for _, row in res.to_frame().iterrows():
         click.echo(
             f"{row['measure']:20s} R² {row['r2_mean']:.3f}  mean S {row['sens_mean']:+.4g}  "
             f"Br {row['br']:+.3f}"
         )
-    click.echo(f"wrote {out_dir}/ (relevance.csv, relevance.json, summary.md, relevance.png)")
+    click.echo(f"wrote {job.out}/ (relevance.csv, relevance.json, summary.md, relevance.png)")
 
 
 @main.command("resize-sweep")
