@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rcvlab.analyses.noise import NoiseSizeResult, noise_images, noise_size
+from rcvlab.analyses.noise import NoiseSizeResult, draw_noise, noise_images, noise_size
 from rcvlab.errors import RcvlabError
 from rcvlab.models.registry import load_model
 
@@ -90,3 +90,44 @@ def test_bad_input_is_one_clear_error(inception_random):
         noise_size(inception_random, sizes="150", layers=["mixed0"])
     with pytest.raises(RcvlabError, match="n_train"):
         noise_size(inception_random, sizes="150,200", n_train=1, layers=["mixed0"])
+
+
+def test_scores_and_summary_match_an_independent_computation(result):
+    """One repetition's R² from numpy least squares, the summary from scipy."""
+    import scipy.stats
+
+    # the summary: Student-t interval and median over repetitions
+    e = result.layer("mixed0")
+    v = np.asarray(e.r2_gap)
+    s = e.summary("gap")
+    lo, hi = scipy.stats.t.interval(0.95, v.size - 1, loc=v.mean(), scale=scipy.stats.sem(v))
+    assert s["r2_mean"] == pytest.approx(v.mean())
+    assert (s["r2_ci95_low"], s["r2_ci95_high"]) == pytest.approx((lo, hi))
+    assert s["r2_median"] == pytest.approx(np.median(v))
+
+
+def test_one_repetition_equals_min_norm_least_squares():
+    from rcvlab.features.extract import extract_features
+
+    m = load_model("mobilenet_v2", "random", seed=0)
+    res = noise_size(m, sizes="64,96,128", n_train=4, n_test=6, reps=1, layers=["features.2"])
+    widths, imgs = draw_noise([64, 96, 128], 1, 4, 6, 0)
+    w = widths[0]
+    assert w.tolist() == res.extra["widths"][0]
+    # features of the same images by the ordinary extraction (native size: no resampling)
+    X = np.vstack(
+        [
+            extract_features(m, [im], layers=["features.2"], input_size=im.shape[0])["features.2"]
+            for im in imgs
+        ]
+    ).astype(np.float64)
+    tr, te = slice(0, 4), slice(4, 10)
+    mu, sd = X[tr].mean(0), X[tr].std(0)
+    keep = sd > 1e-6 * np.abs(X[tr]).max(0)
+    Z = (X[:, keep] - mu[keep]) / sd[keep]
+    A = np.c_[np.ones(4), Z[tr]]
+    coef = np.linalg.pinv(A) @ w[tr]
+    pred = np.c_[np.ones(6), Z[te]] @ coef
+    y = w[te].astype(float)
+    r2 = 1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert res.layer("features.2").r2_gap[0] == pytest.approx(r2, rel=1e-4, abs=1e-4)

@@ -51,8 +51,28 @@ def run_demo(
     list of ProfileResult
         One per model, in the order given (the first is ``profile.json``).
     """
+    import tempfile
+
     from rcvlab.data.scaleset import scaleset
 
+    if cache_dir is None and encoding:
+        # the encoding section reads the profile's features back: without a cache they
+        # would be extracted twice
+        with tempfile.TemporaryDirectory(prefix="rcvlab-demo-") as tmp:
+            return run_demo(
+                out,
+                models=models,
+                n_per_class=n_per_class,
+                reps=reps,
+                seed=seed,
+                regressor=regressor,
+                cache_dir=tmp,
+                force=force,
+                command=command,
+                echo=echo,
+                progress=progress,
+                encoding=encoding,
+            )
     out_dir = prepare_out(out, force=force)
     data = scaleset(n_per_class=n_per_class, seed=seed)
     echo(f"embedded scale set: {len(data)} images, classes {sorted(set(data.classes.tolist()))}")

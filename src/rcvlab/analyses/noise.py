@@ -179,6 +179,20 @@ def noise_images(sizes: Sequence[int], rng: np.random.Generator) -> list[np.ndar
     return [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in sizes]
 
 
+def draw_noise(
+    sizes: Sequence[int], reps: int, n_train: int, n_test: int, seed: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The widths ``(reps, n_train + n_test)`` and the noise images (row-major) of
+    :func:`noise_size`: per repetition and side, a random permutation of the sizes repeated
+    as needed, so every size comes about equally often and no side is of one width."""
+    rng = np.random.default_rng(seed)
+    widths = np.empty((reps, n_train + n_test), dtype=np.int64)
+    for r in range(reps):
+        for lo, hi in ((0, n_train), (n_train, n_train + n_test)):
+            widths[r, lo:hi] = rng.permutation(np.resize(rng.permutation(sizes), hi - lo))
+    return widths, noise_images(widths.ravel().tolist(), rng)
+
+
 def noise_size(
     model: str | Model | nn.Module,
     *,
@@ -254,15 +268,8 @@ def noise_size(
             ) from None
     positions = {k: {s: int(masks[s][k].sum()) for s in size_list} for k in names}
 
-    rng = np.random.default_rng(seed)
-    widths = np.empty((reps, n_train + n_test), dtype=np.int64)
-    for r in range(reps):
-        # balanced draws: every size about equally often, so neither side is ever constant
-        for lo, hi in ((0, n_train), (n_train, n_train + n_test)):
-            widths[r, lo:hi] = rng.permutation(np.resize(rng.permutation(size_list), hi - lo))
+    widths, images = draw_noise(size_list, reps, n_train, n_test, seed)
     flat = widths.ravel()
-    images = noise_images(flat.tolist(), rng)
-
     feats = _features(model, specs, images, flat, masks, batch_size, device, progress)
     out = []
     for k in names:
@@ -345,4 +352,4 @@ def _both(cgap):
     return pool
 
 
-__all__ = ["NoiseLayer", "NoiseSizeResult", "noise_images", "noise_size"]
+__all__ = ["NoiseLayer", "NoiseSizeResult", "draw_noise", "noise_images", "noise_size"]
