@@ -152,7 +152,7 @@ def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Repeated random splits (25 in paper 000).",
         ),
         click.option("--test-fraction", type=float, default=0.3, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option(
             "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)."
@@ -305,7 +305,7 @@ def probe(
     default=None,
     help="A profile.json: prune its model at its best_layer.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", required=True, help="File to write the pruned network to (.pt).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @_friendly
@@ -380,7 +380,7 @@ def prune_cmd(
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Seed of the group split and the random-weights twin.",
@@ -467,7 +467,7 @@ def _data_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--layer", required=True, help="One layer name (see `rcvlab layers`)."),
         click.option("--input-size", type=int, default=None),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option("--device", default=None),
         click.option("--cache-dir", default=None, help="Feature cache ('none' to disable)."),
@@ -554,7 +554,10 @@ class _Job:
 @_measure_option()
 @click.option("--train-class", required=True, help="Class the Lasso path is fitted on.")
 @click.option(
-    "--test-class", "test_classes", default=None, help="Comma-separated other classes to test on."
+    "--test-class",
+    "test_classes",
+    default=None,
+    help="Comma-separated other classes to test on (default: every other class).",
 )
 @click.option("--alphas", default="0:0.01:21", show_default=True, help="START:STOP:COUNT or list.")
 @click.option("--reps", type=int, default=10, show_default=True)
@@ -583,7 +586,7 @@ def sparsity_cmd(
         job.layer,
         measure,
         train_class,
-        _csv(test_classes) or [],
+        _csv(test_classes),
         alpha_list,
         reps,
         job.seed,
@@ -601,7 +604,13 @@ def sparsity_cmd(
 @_data_options
 @_measure_option()
 @click.option("--train-class", default=None, help="Class to fit on (default: the first).")
-@click.option("--alpha", type=float, default=0.001, show_default=True, help="Lasso penalty.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.001,
+    show_default=True,
+    help="Lasso penalty (> 0; the plain fit is always included).",
+)
 @click.option("--max-dims", type=int, default=200, show_default=True)
 @_friendly
 def alignment_cmd(
@@ -628,7 +637,7 @@ def alignment_cmd(
     for r in res:
         click.echo(
             f"{r.regressor:6s} non-zero {r.n_nonzero:5d}  maps for 90 % of the norm: "
-            f"{r.dims_for(0.9)}"
+            f"{r.dims_for(0.9) if r.defined else '– (the RCV is zero)'}"
         )
     click.echo(f"wrote {job.out}/ (alignment.csv/json/png, summary.md)")
 
@@ -637,7 +646,13 @@ def alignment_cmd(
 @_data_options
 @_measure_option()
 @click.option("--classes", default=None, help="Comma-separated classes (default: all).")
-@click.option("--alpha", type=float, default=0.001, show_default=True, help="Lasso penalty.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.001,
+    show_default=True,
+    help="Lasso penalty (> 0; the plain fit is always included).",
+)
 @click.option("--reps", type=int, default=10, show_default=True)
 @_friendly
 def consistency_cmd(
@@ -699,9 +714,11 @@ def relevance_cmd(
         alpha=alpha,
         reps=reps,
         seed=job.seed,
-        **job.kw,
+        # one pass gives features and gradients: nothing to read from a feature cache
+        **{k: v for k, v in job.kw.items() if k != "cache_dir"},
     )
     write_relevance_run(job.out, res)
+    job.write_skipped(res.data)
     for _, row in res.to_frame().iterrows():
         click.echo(
             f"{row['measure']:20s} R² {row['r2_mean']:.3f}  mean S {row['sens_mean']:+.4g}  "
@@ -736,7 +753,7 @@ def relevance_cmd(
 @click.option(
     "--n-per-class", type=int, default=None, help="Embedded filled set only (default 25)."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--device", default=None)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
@@ -812,7 +829,7 @@ def resize_sweep_cmd(
     "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ols", show_default=True
 )
 @click.option("--alpha", type=float, default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--device", default=None)
 @click.option("--out", required=True, help="Run folder to write.")
@@ -873,7 +890,7 @@ def noise_size_cmd(
 )
 @click.option("--n-per-class", type=int, default=300, show_default=True)
 @click.option("--reps", type=int, default=10, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ridge", show_default=True
 )

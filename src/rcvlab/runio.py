@@ -36,6 +36,14 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_figure(path: str | os.PathLike[str], fig, dpi: int = 110) -> None:
+    """Save a matplotlib figure atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}{path.suffix}")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
 def write_skipped(path: str | os.PathLike[str], skipped: Sequence[tuple[str, str]]) -> None:
     """``skipped.csv`` with columns path, reason (header only when nothing was skipped)."""
     buf = io.StringIO()
@@ -45,4 +53,4 @@ def write_skipped(path: str | os.PathLike[str], skipped: Sequence[tuple[str, str
     write_text(path, buf.getvalue())
 
 
-__all__ = ["prepare_out", "write_skipped", "write_text"]
+__all__ = ["prepare_out", "write_figure", "write_skipped", "write_text"]

@@ -150,3 +150,36 @@ def test_consistency_on_data():
     assert ("bird", "car") in set(zip(res.to_frame().a, res.to_frame().b, strict=True))
     with pytest.raises(UnknownNameError, match="available: bird, car"):
         consistency_on_data(m, data, "conv", "scale_ratio", ["bird", "kite"])
+
+
+def test_angles_match_scikit_learn_fits_on_the_same_halves(monkeypatch):
+    """Angles recomputed from sklearn LinearRegression / Lasso on standardised halves."""
+    from sklearn.linear_model import Lasso, LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    import rcvlab.probe.fit as fit_module
+    from rcvlab.probe.splits import repeated_splits
+
+    monkeypatch.setattr(fit_module, "LASSO_TOL", 1e-10)
+    X, y = planted_class(80, 6, [0, 1], seed=2)
+    res = consistency({"a": (X, y)}, reps=3, seed=5, alpha=0.01)
+    split_seed, shuffle_seed = np.random.SeedSequence(5).spawn(1)[0].spawn(2)
+    rng = np.random.default_rng(shuffle_seed)
+
+    def coef(Xs, ys, a):
+        Z = StandardScaler().fit_transform(Xs)
+        m = LinearRegression() if a is None else Lasso(alpha=a, tol=1e-12, max_iter=100_000)
+        return m.fit(Z, ys).coef_
+
+    def deg(u, v):
+        return np.degrees(np.arccos(np.clip(u @ v / np.linalg.norm(u) / np.linalg.norm(v), -1, 1)))
+
+    want = {}
+    for tr, te in repeated_splits(y.size, 3, 0.5, split_seed):
+        y_shuf = rng.permutation(y[te])
+        for a in (None, 0.01):
+            u, v, w = coef(X[tr], y[tr], a), coef(X[te], y[te], a), coef(X[te], y_shuf, a)
+            want.setdefault(("same", a), []).append(deg(u, v))
+            want.setdefault(("shuffled", a), []).append(deg(u, w))
+    for p in res.pairs:
+        np.testing.assert_allclose(p.angles, want[(p.kind, p.alpha)], atol=1e-5)

@@ -13,7 +13,7 @@ def test_demo_encoding_section_reads_the_profiles_features(tmp_path, monkeypatch
         calls.append(out.n_computed)
         return out
 
-    monkeypatch.setattr(fx, "extract_features", spy)
+    monkeypatch.setattr(fx, "extract_features", spy)  # one_layer looks it up at call time
     res = run_demo(
         tmp_path / "demo",
         models=("mobilenet_v2",),

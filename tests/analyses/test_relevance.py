@@ -163,8 +163,7 @@ def test_registry_model_end_to_end(tmp_path):
         target_class="tabby",
         reps=3,
         min_images=6,
-        grad_batch_size=4,
-        cache_dir=tmp_path / "cache",
+        batch_size=4,
     )
     assert res.target_class == 281 and res.target_name == "tabby"
     assert res.measures == ["level", "colourfulness"]
@@ -175,3 +174,27 @@ def test_registry_model_end_to_end(tmp_path):
     f = res.to_frame()
     assert set(f.columns) >= {"measure", "r2_mean", "sens_mean", "sens_std", "br", "p_value", "n"}
     assert '"kind": "relevance"' in res.to_json()
+
+
+def test_reported_numbers_match_independent_computations(red_model):
+    """R² from probe_layers on the same features, fraction positive and Br from numpy."""
+    from rcvlab.probe.profile import probe_layers
+
+    base = red_images(n=30, seed=3)
+    imgs = [base.images[i] for i in range(len(base))]
+    # green minus blue: the RCV has opposite signs on those channels, and logit 2 (their
+    # mean) rises or falls with it depending on the image
+    g_b = np.array([im[..., 1].mean() - im[..., 2].mean() for im in imgs])
+    data = ArrayImageSet(imgs, {"red": base.measure("red"), "g_b": g_b})
+    res = relevance(red_model, data, "conv", ["red", "g_b"], target_class=2, reps=5, seed=0)
+    X = extract_features(red_model, data, ["conv"])["conv"]
+    for m in ("red", "g_b"):
+        sc, s = res.score(m), res.sensitivities[m]
+        ref = probe_layers(
+            {"conv": X}, data.measure(m), reps=5, regressor="ridge", seed=0, shuffled=False
+        )
+        np.testing.assert_allclose(sc.r2, ref.profiles["model"][0].r2, rtol=1e-6, atol=1e-9)
+        assert sc.frac_positive == pytest.approx(np.mean(s > 0))
+        assert sc.sens_mean == pytest.approx(s.mean())
+        assert sc.br == pytest.approx(np.mean(sc.r2) * s.mean() / s.std(ddof=1))
+    assert 0 < res.score("g_b").frac_positive < 1  # a mixed case, not only all-positive

@@ -274,3 +274,25 @@ def test_constant_columns_are_dropped_and_frame_columns():
     }
     assert cols <= set(res.to_frame().columns)
     assert len(res.runs_frame()) == 2 * 2
+
+
+def test_training_r2_and_counts_match_scikit_learn(monkeypatch):
+    from sklearn.linear_model import Lasso, LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    monkeypatch.setattr(fit_module, "LASSO_TOL", 1e-10)
+    X, y = planted(n=100, d=12, seed=3)
+    alphas = [0.0, 0.01, 0.1]
+    res = sparsity(X, y, alphas, reps=2, seed=1)
+    for r, (tr, te) in enumerate(repeated_splits(len(y), 2, 0.5, 1)):
+        sc = StandardScaler().fit(X[tr])
+        for j, a in enumerate(alphas):
+            m = LinearRegression() if a == 0 else Lasso(alpha=a, tol=1e-12, max_iter=100_000)
+            m.fit(sc.transform(X[tr]), y[tr])
+            assert res.r2_train[j, r] == pytest.approx(
+                m.score(sc.transform(X[tr]), y[tr]), abs=1e-7
+            )
+            assert res.r2_test[0, j, r] == pytest.approx(
+                m.score(sc.transform(X[te]), y[te]), abs=1e-7
+            )
+            assert res.n_nonzero[j, r] == np.count_nonzero(m.coef_)

@@ -138,3 +138,17 @@ def test_cuda_extraction_matches_cpu(rng):
     gpu = extract_features(m, imgs, layers=["add3", "add16", "softmax"], device="cuda")
     for k in cpu:
         np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-3, atol=1e-4)
+
+
+def test_one_layer_reads_the_all_layers_cache(tmp_path, rng):
+    from rcvlab.features.extract import one_layer
+
+    m = load_model("mobilenet_v2", "random", input_size=64)
+    imgs = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    full = extract_features(m, imgs, cache_dir=tmp_path)  # as `rcvlab probe` does
+    X, f = one_layer(m, imgs, "features.7", cache_dir=tmp_path)
+    assert f.n_computed == 0 and f.key == full.key
+    np.testing.assert_array_equal(X, full["features.7"])
+    # without a cache, or for a module path outside the named layers: only that layer
+    _, f2 = one_layer(m, imgs, "features.7.conv")
+    assert list(f2) == ["features.7.conv"] and f2.n_computed == 4

@@ -252,3 +252,17 @@ def test_raw_direction_is_the_gradient_of_the_prediction():
     )
     np.testing.assert_allclose(v, grad / np.linalg.norm(grad), atol=1e-12)
     assert np.linalg.norm(v) == pytest.approx(1.0) and v[4] == 0
+
+
+def test_one_pass_features_equal_extract_features():
+    from rcvlab.features.extract import extract_features
+    from rcvlab.probe.sensitivity import gradient_pass
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    m = load_model("resnet50", "random", input_size=64)
+    for layer in ("add1", "layer1.1"):  # the pre-ReLU residual sum and a block output
+        p = gradient_pass(m, imgs, layer, 3, batch_size=2)
+        want = extract_features(m, imgs, [layer], channels_last=False)[layer]
+        np.testing.assert_allclose(p.features, want, rtol=1e-4, atol=1e-5)
+        assert p.valid.all() and p.gradients.shape == want.shape

@@ -139,8 +139,7 @@ def encoding_demo(
 
     from rcvlab.analyses.alignment import alignment
     from rcvlab.analyses.consistency import consistency
-    from rcvlab.analyses.sparsity import sparsity
-    from rcvlab.features.extract import extract_features
+    from rcvlab.analyses.sparsity import features_by_class, sparsity
     from rcvlab.models.registry import load_model
     from rcvlab.report.encoding import (
         encoding_section,
@@ -150,12 +149,7 @@ def encoding_demo(
 
     layer = profile.best_layer
     model = load_model(profile.model, profile.weights, seed=seed)
-    feats = extract_features(model, data, cache_dir=cache_dir)
-    X = feats[layer].astype(np.float64)
-    y = data.measure(profile.measure)
-    cls = np.asarray(data.classes)
-    ok = feats.valid & np.isfinite(y) & np.isfinite(X).all(axis=1)
-    by = {c: (X[ok & (cls == c)], y[ok & (cls == c)]) for c in sorted(set(cls[ok].tolist()))}
+    by, _ = features_by_class(model, data, layer, profile.measure, cache_dir=cache_dir)
     train = next(iter(by))
     meta = {"model": profile.model, "layer": layer, "measure": profile.measure}
     sp = sparsity(

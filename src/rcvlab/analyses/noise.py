@@ -245,7 +245,8 @@ def noise_size(
     NoiseSizeResult
     """
     reg, a = check_regressor(regressor, alpha)
-    for name, v, lo in (("n_train", n_train, 2), ("n_test", n_test, 2), ("reps", reps, 1)):
+    checks = (("n_train", n_train, 2), ("n_test", n_test, 2), ("reps", reps, 1))
+    for name, v, lo in (*checks, ("batch_size", batch_size, 1)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
             raise RcvlabError(f"{name} must be an integer >= {lo}, got {v!r}.")
     size_list = parse_sizes(sizes)

@@ -41,13 +41,13 @@ from scipy import stats
 from rcvlab import __version__
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import DataError, RcvlabError
-from rcvlab.features.extract import as_image_set, extract_features
+from rcvlab.features.extract import as_image_set
 from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_regressor, fit_rcv
-from rcvlab.probe.profile import probe_layers
+from rcvlab.probe.profile import check_split_options, probe_layers
 from rcvlab.probe.result import _jsonable
 from rcvlab.probe.sensitivity import (
-    gap_gradient,
+    gradient_pass,
     layer_output_shape,
     layer_spec,
     raw_direction,
@@ -515,10 +515,8 @@ def relevance(
     test_fraction: float = 0.3,
     seed: int = 0,
     min_images: int = 10,
-    batch_size: int = 32,
-    grad_batch_size: int = 16,
+    batch_size: int = 16,
     resize: str = "resize",
-    cache_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
@@ -526,10 +524,10 @@ def relevance(
 ) -> RelevanceResult:
     """Sensitivity and bidirectional relevance of concept measures at ``layer`` for a class.
 
-    Features for the RCVs come from :func:`rcvlab.features.extract_features` (cached); the
-    gradients from one forward + backward pass per batch over the images used by some measure
-    (:func:`rcvlab.probe.sensitivity.gap_gradient`), preprocessed the same way. The method is
-    in the module docstring.
+    One forward + backward pass per batch over the images used by some measure
+    (:func:`rcvlab.probe.sensitivity.gradient_pass`) gives both the layer's GAP features, on
+    which the RCVs are fitted, and the gradients; images are preprocessed as
+    :func:`rcvlab.features.extract_features` does. The method is in the module docstring.
 
     Parameters
     ----------
@@ -549,10 +547,8 @@ def relevance(
     regressor, alpha, reps, test_fraction, seed, min_images
         As in :func:`relevance_from_arrays`.
     batch_size : int
-        Batch size of the feature extraction.
-    grad_batch_size : int
-        Batch size of the gradient pass (it keeps the activations after the layer).
-    resize, cache_dir, device, strict, progress
+        Batch size of the pass (it keeps the activations after the layer for the backward).
+    resize, device, strict, progress
         As in :func:`rcvlab.features.extract_features`.
     command : str
         The command line, recorded in the result.
@@ -572,6 +568,7 @@ def relevance(
     """
     model = as_model(model, weights, seed)
     check_regressor(regressor, alpha)
+    check_split_options(reps, test_fraction, seed)  # before the images are read
     names = [measures] if isinstance(measures, str) else list(measures)
     if not names:
         raise RcvlabError("no measures given")
@@ -580,43 +577,31 @@ def relevance(
     data = as_image_set(data)
     spec = layer_spec(model, layer)
     k = resolve_target_class(model, target_class)
+    shape = layer_output_shape(model, spec)  # a vector layer fails here, in a second
     ys = {m: data.measure(m) for m in names}
     for m, y in ys.items():
         fin = y[np.isfinite(y)]
         if fin.size and np.ptp(fin) == 0:
             raise DataError(f"measure {m!r} is constant (value {fin[0]:g}); nothing to regress")
-    shape = layer_output_shape(model, spec)
 
-    feats = extract_features(
+    n = len(data)
+    rows = np.flatnonzero(np.any([np.isfinite(y) for y in ys.values()], axis=0))
+    if rows.size == 0:
+        raise DataError(f"no image has a value of {', '.join(names)}")
+    p = gradient_pass(
         model,
-        data,
-        [spec.name],
+        data.subset(rows),
+        spec,
+        k,
         batch_size=batch_size,
-        resize=resize,
-        cache_dir=cache_dir,
         device=device,
+        resize=resize,
         strict=strict,
         progress=progress,
     )
-    X = np.asarray(feats[spec.name], dtype=np.float64)
-    n, d = X.shape
-    needed = feats.valid & np.isfinite(X).all(axis=1)
-    needed &= np.any([np.isfinite(y) for y in ys.values()], axis=0)
-    G = np.full((n, d), np.nan)
-    rows = np.flatnonzero(needed)
-    if rows.size:
-        g, ok = gap_gradient(
-            model,
-            data.subset(rows),
-            spec,
-            k,
-            batch_size=grad_batch_size,
-            device=device,
-            resize=resize,
-            strict=strict,
-            progress=progress,
-        )
-        G[rows[ok]] = g[ok]
+    d = p.features.shape[1]
+    X, G = np.full((n, d), np.nan), np.full((n, d), np.nan)
+    X[rows], G[rows] = p.features, p.gradients
     res = relevance_from_arrays(
         X,
         G,
@@ -632,14 +617,14 @@ def relevance(
         ids=data.ids,
         classes=None if data.classes is None else data.classes.tolist(),
     )
-    from rcvlab.analyses.profile import skipped_items
-
-    skipped = skipped_items(data, feats)
+    skipped = [(s.path, s.reason) for s in data.skipped]
+    skipped += [(s.path, s.reason) for _, s in sorted(p.skipped.items())]
     info = {
         "source": data.source,
         "fingerprint": data.fingerprint(),
         "n_images": len(data),
-        "n_readable": int(feats.valid.sum()),
+        "n_without_measure": int(n - rows.size),
+        "n_readable": int(p.valid.sum()),  # of those with a measure (the others are not read)
         "n_used": {s.measure: s.n for s in res.scores},
         "n_skipped": len(skipped),
         "classes": sorted(set(data.classes.tolist())) if data.classes is not None else [],
@@ -659,7 +644,6 @@ def relevance(
             "layer_module": spec.module,
             "layer_shape": list(shape[1:]),
             "preprocessing": {**model.preprocessing.key(), "mode": resize},
-            "feature_cache_key": feats.key,
         },
     )
 

@@ -723,7 +723,7 @@ def features_by_class(
     """
     from rcvlab import __version__
     from rcvlab.analyses.profile import skipped_items
-    from rcvlab.features.extract import as_image_set, extract_features
+    from rcvlab.features.extract import as_image_set, one_layer
     from rcvlab.models.registry import as_model
 
     data = as_image_set(data)
@@ -739,17 +739,17 @@ def features_by_class(
         raise RcvlabError(f"classes are repeated: {wanted}")
     model = as_model(model, weights, seed)
     y_all = np.asarray(data.measure(measure), dtype=np.float64)
-    feats = extract_features(
+    X_all, feats = one_layer(
         model,
         data,
-        [layer],
+        layer,
         batch_size=batch_size,
         pooling=pooling,
         cache_dir=cache_dir,
         device=device,
         progress=progress,
     )
-    X_all = np.asarray(feats[layer], dtype=np.float64)
+    X_all = np.asarray(X_all, dtype=np.float64)
     ok = np.asarray(feats.valid, dtype=bool) & np.isfinite(X_all).all(axis=1)
     ok_y = np.isfinite(y_all)
     out = {}

@@ -278,7 +278,16 @@ def _forward(
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     out.clear()
-    module(x)
+    try:
+        module(x)
+    except RuntimeError as e:
+        msg = str(e).splitlines()[0].rstrip(".")
+        if "size" not in msg.lower():
+            raise
+        raise RcvlabError(
+            f"{model_name} cannot run on {x.shape[-2]}x{x.shape[-1]} px inputs: {msg}. "
+            "Use a larger --input-size."
+        ) from None
     for k in names:
         if k not in out:
             raise RcvlabError(f"Layer {k} was not reached in the forward pass of {model_name}.")
@@ -287,6 +296,33 @@ def _forward(
         full[ok_idx] = v
         feats[k] = full
     return feats
+
+
+def one_layer(
+    model: Model,
+    data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray],
+    layer: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    **kwargs: object,
+) -> tuple[np.ndarray, FeatureSet]:
+    """Features of one layer, read from the all-layers cache when there is one.
+
+    With a ``cache_dir`` and a layer of the model's own list, every named layer is
+    extracted (the forward pass runs through the whole network anyway): the cache entry is
+    the one ``rcvlab probe`` and the demo write, so a one-layer analysis after a profile
+    reads it instead of running the network again, and vice versa.
+
+    Returns
+    -------
+    (X, FeatureSet)
+        ``X`` the layer's ``(n, d)`` features, and the extraction (validity, skips).
+    """
+    shared = cache_dir is not None and layer in model.layers
+    feats = extract_features(
+        model, data, None if shared else [layer], cache_dir=cache_dir, **kwargs
+    )
+    return feats[model.resolve([layer])[0].name], feats
 
 
 def layer_dims(
@@ -302,4 +338,11 @@ def layer_dims(
     return {s.name: int(out[s.name].shape[1]) for s in specs}
 
 
-__all__ = ["FeatureSet", "as_image_set", "choose_device", "extract_features", "layer_dims"]
+__all__ = [
+    "FeatureSet",
+    "as_image_set",
+    "choose_device",
+    "extract_features",
+    "layer_dims",
+    "one_layer",
+]

@@ -31,6 +31,17 @@ class _Group:
     y_test: list[FloatArray]  # per rep: (n_test, m)
 
 
+def check_split_options(reps: int, test_fraction: float, seed: int) -> int:
+    """Validate the repeated-split options (before any expensive work); return ``reps``."""
+    if isinstance(reps, bool) or not isinstance(reps, int | np.integer) or reps < 1:
+        raise RcvlabError(f"reps must be a positive integer, got {reps!r}")
+    if not 0 < test_fraction < 1:
+        raise RcvlabError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise RcvlabError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(reps)
+
+
 def probe_layers(
     features: Mapping[str, ArrayLike],
     y: ArrayLike,
@@ -108,13 +119,7 @@ def probe_layers(
         in a class, or a measure that is constant within a class.
     """
     reg, a = check_regressor(regressor, alpha)
-    if isinstance(reps, bool) or not isinstance(reps, int | np.integer) or reps < 1:
-        raise RcvlabError(f"reps must be a positive integer, got {reps!r}")
-    reps = int(reps)
-    if not 0 < test_fraction < 1:
-        raise RcvlabError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise RcvlabError(f"seed must be an integer >= 0, got {seed!r}")
+    reps = check_split_options(reps, test_fraction, seed)
 
     names = _select_layers(features, layers)
     yv = np.asarray(y, dtype=np.float64)

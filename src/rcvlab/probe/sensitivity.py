@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,9 @@ from PIL import Image
 
 from rcvlab.data.base import ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
+from rcvlab.features.extract import _load_batch
+from rcvlab.features.hooks import capture
+from rcvlab.features.pooling import gap
 from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model
 from rcvlab.probe.fit import RCV
@@ -303,22 +307,6 @@ def _as_images(images: Images) -> ImageSet | torch.Tensor:
     return as_image_set(images)
 
 
-def _load(
-    model: Model, images: ImageSet, i0: int, i1: int, resize: str, strict: bool
-) -> tuple[torch.Tensor | None, list[int], dict[int, Skip]]:
-    """Images ``[i0, i1)`` preprocessed as :func:`rcvlab.features.extract_features` does."""
-    pil, ok, skipped = [], [], {}
-    for i in range(i0, i1):
-        try:
-            pil.append(images.load(i))
-            ok.append(i - i0)
-        except DataError as e:
-            if strict:
-                raise DataError(f"{e} (image {i})") from e
-            skipped[i] = Skip(images.ids[i], str(e))
-    return (model.preprocessing(pil, mode=resize) if pil else None), ok, skipped
-
-
 @contextmanager
 def _grad_mode(module: nn.Module) -> Iterator[None]:
     """Eval mode and no parameter gradients for the duration; both restored on exit."""
@@ -336,6 +324,28 @@ def _grad_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+@dataclass(frozen=True)
+class GradientPass:
+    """What one forward + backward pass over a set of images gives (:func:`gradient_pass`).
+
+    Attributes
+    ----------
+    gradients : ndarray of shape (n, d)
+        ``g(x)`` per image (NaN rows for unreadable images).
+    features : ndarray of shape (n, d)
+        The layer's GAP features from the same forward pass (the shift is 0 there, so they
+        are the features :func:`rcvlab.features.extract_features` gives).
+    valid : ndarray of bool, shape (n,)
+    skipped : dict of int to Skip
+        Unreadable images, by index.
+    """
+
+    gradients: FloatArray
+    features: FloatArray
+    valid: NDArray[np.bool_]
+    skipped: dict[int, Skip]
+
+
 def gap_gradient(
     model: Model | nn.Module,
     images: Images,
@@ -348,7 +358,35 @@ def gap_gradient(
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
-    """Gradient of class ``K``'s logit with respect to a GAP-space shift of ``layer``.
+    """``(gradients, valid)`` of :func:`gradient_pass` (same parameters)."""
+    p = gradient_pass(
+        model,
+        images,
+        layer,
+        target_class,
+        batch_size=batch_size,
+        device=device,
+        resize=resize,
+        strict=strict,
+        progress=progress,
+    )
+    return p.gradients, p.valid
+
+
+def gradient_pass(
+    model: Model | nn.Module,
+    images: Images,
+    layer: str | LayerSpec,
+    target_class: int | str,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    resize: str = "resize",
+    strict: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+) -> GradientPass:
+    """Gradient of class ``K``'s logit with respect to a GAP-space shift of ``layer``, and
+    the layer's GAP features, from one forward and one backward pass per batch.
 
     For image ``x`` with layer map ``A``, ``g(x) = d/du f_K(A + u)`` at ``u = 0`` with ``u``
     broadcast over every position, i.e. the sum over positions of ``dF_K/dA``. The
@@ -382,10 +420,8 @@ def gap_gradient(
 
     Returns
     -------
-    gradients : ndarray of shape (n, d)
-        float64; rows of unreadable images are NaN.
-    valid : ndarray of bool, shape (n,)
-        False for unreadable images.
+    GradientPass
+        float64 gradients and features; rows of unreadable images are NaN.
 
     Raises
     ------
@@ -421,32 +457,40 @@ def gap_gradient(
     dtype = param.dtype if param is not None else torch.float32
 
     grads: FloatArray | None = None
+    feats: FloatArray | None = None
     valid = np.zeros(n, dtype=bool)
+    skipped: dict[int, Skip] = {}
     batches = [(i0, min(i0 + batch_size, n)) for i0 in range(0, n, batch_size)]
     with (
         _grad_mode(module),
         shift_hook(module, spec) as hook,
+        # registered after the shift: it pools the shifted map, whose shift is 0
+        capture(module, [spec], gap) as pooled,
         progress_bar(progress, n, "gradients") as tick,
     ):
         for i0, i1 in batches:
             if tensor_input:
                 x, ok = data[i0:i1], list(range(i1 - i0))
             else:
-                x, ok, _ = _load(model, data, i0, i1, resize, strict)  # type: ignore[arg-type]
+                x, ok, bad = _load_batch(model, data, i0, i1, resize=resize, strict=strict)  # type: ignore[arg-type]
+                skipped.update(bad)
             if x is None:
                 tick(i1 - i0)
                 continue
             x = x.to(device=dev, dtype=dtype)
             g = _batch_gradient(module, hook, x, k, spec)
+            f = pooled[spec.name].detach().double().cpu().numpy()
             if grads is None:
                 grads = np.full((n, g.shape[1]), np.nan, dtype=np.float64)
+                feats = np.full((n, f.shape[1]), np.nan, dtype=np.float64)
             rows = np.asarray(ok, dtype=np.intp) + i0
             grads[rows] = g
+            feats[rows] = f  # type: ignore[index]
             valid[rows] = True
             tick(i1 - i0)
-    if grads is None:
+    if grads is None or feats is None:
         raise DataError("No image could be read.")
-    return grads, valid
+    return GradientPass(grads, feats, valid, skipped)
 
 
 def _batch_gradient(
@@ -539,8 +583,10 @@ def directional_derivative(
 
 
 __all__ = [
+    "GradientPass",
     "directional_derivative",
     "gap_gradient",
+    "gradient_pass",
     "layer_output_shape",
     "layer_spec",
     "raw_direction",

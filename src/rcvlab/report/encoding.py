@@ -7,23 +7,15 @@ temporary name), into a folder the caller prepared (:func:`rcvlab.runio.prepare_
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from rcvlab.analyses.alignment import AlignmentResult, alignment_frame
 from rcvlab.analyses.consistency import ConsistencyResult
 from rcvlab.analyses.sparsity import SparsityResult, dump_json
-from rcvlab.runio import write_text
-
-
-def _save_figure(fig: Figure, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+from rcvlab.runio import write_figure, write_text
 
 
 def default_table_alphas(alphas: Sequence[float]) -> list[float]:
@@ -76,7 +68,7 @@ def write_sparsity_run(
     result.to_json(files["sparsity.json"])
     write_text(files["cross_class.csv"], result.cross_class_table(table_alphas).to_csv(index=False))
     write_text(files["summary.md"], result.to_markdown(table_alphas))
-    _save_figure(plot_sparsity(result), files["sparsity.png"])
+    write_figure(files["sparsity.png"], plot_sparsity(result))
     return files
 
 
@@ -105,7 +97,7 @@ def write_alignment_run(
         files["alignment.json"],
     )
     write_text(files["summary.md"], alignment_markdown(results))
-    _save_figure(plot_alignment(results), files["alignment.png"])
+    write_figure(files["alignment.png"], plot_alignment(results))
     return files
 
 
@@ -170,7 +162,7 @@ def write_consistency_run(
     write_text(files["consistency_runs.csv"], result.runs_frame().to_csv(index=False))
     result.to_json(files["consistency.json"])
     write_text(files["summary.md"], result.to_markdown())
-    _save_figure(plot_consistency(result), files["consistency.png"])
+    write_figure(files["consistency.png"], plot_consistency(result))
     return files
 
 
@@ -235,8 +227,8 @@ def encoding_section(
     figs = [("R² versus the number of non-zero coefficients", plot_sparsity(sparsity_result))]
     if alignment_results:
         bits = ", ".join(
-            f"{escape(r.regressor)}: {r.n_nonzero} non-zero, {r.dims_for(0.9)} maps hold 90 % "
-            "of the norm"
+            f"{escape(r.regressor)}: {r.n_nonzero} non-zero, "
+            + (f"{r.dims_for(0.9)} maps hold 90 % of the norm" if r.defined else "a zero RCV")
             for r in alignment_results
         )
         parts.append(f"<p>Alignment (Figure 3): {bits}.</p>")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from rcvlab.analyses.noise import NoiseSizeResult
-from rcvlab.runio import write_text
+from rcvlab.runio import write_figure, write_text
 
 
 def noise_markdown(result: NoiseSizeResult) -> str:
@@ -51,9 +51,7 @@ def write_noise_run(out: str | os.PathLike[str], result: NoiseSizeResult) -> dic
     write_text(files["noise.json"], result.to_json())
     write_text(files["noise.csv"], result.to_frame().to_csv(index=False))
     write_text(files["summary.md"], noise_markdown(result))
-    tmp = out / ".noise.png.tmp.png"
-    plot_noise(result).savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, files["noise.png"])
+    write_figure(files["noise.png"], plot_noise(result))
     return files
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from rcvlab.analyses.relevance import RelevanceResult
-from rcvlab.runio import write_text
+from rcvlab.runio import write_figure, write_text
 
 
 def write_relevance_run(out: str | os.PathLike[str], result: RelevanceResult) -> dict[str, Path]:
@@ -37,9 +37,7 @@ def write_relevance_run(out: str | os.PathLike[str], result: RelevanceResult) ->
     write_text(files["relevance.csv"], result.per_image_frame().to_csv(index=False))
     result.to_json(files["relevance.json"])
     write_text(files["summary.md"], result.to_markdown())
-    tmp = out / ".relevance.png.tmp.png"
-    plot_relevance(result).savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, files["relevance.png"])
+    write_figure(files["relevance.png"], plot_relevance(result))
     return files
 
 

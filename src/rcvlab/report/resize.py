@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from rcvlab.analyses.resize import ResizeSweepResult
-from rcvlab.runio import write_skipped, write_text
+from rcvlab.runio import write_figure, write_skipped, write_text
 
 
 def write_resize_run(out: str | os.PathLike[str], result: ResizeSweepResult) -> dict[str, Path]:
@@ -32,9 +32,7 @@ def write_resize_run(out: str | os.PathLike[str], result: ResizeSweepResult) -> 
     result.to_json(files["sweep.json"])
     write_text(files["sweep.csv"], result.to_frame().to_csv(index=False))
     write_text(files["summary.md"], result.to_markdown())
-    png = out / ".sweep.png.tmp.png"
-    plot_resize_sweep(result).savefig(png, dpi=110, bbox_inches="tight")
-    os.replace(png, files["sweep.png"])
+    write_figure(files["sweep.png"], plot_resize_sweep(result))
     write_skipped(files["skipped.csv"], [(s.path, s.reason) for s in result.skipped])
     return files
 
