@@ -249,12 +249,19 @@ def test_softmax_rows_sum_to_one_and_match_the_sweep() -> None:
 
 
 def test_resize_is_the_models_own_preprocessing() -> None:
-    pre = load_model(SizeColour(), input_size=64).preprocessing
+    m = load_model(SizeColour(), input_size=64)
+    pre = m.preprocessing
     rng = np.random.default_rng(2)
     pil = [Image.fromarray(rng.integers(0, 256, (37, 51, 3), dtype=np.uint8)) for _ in range(2)]
     for interp in ("bilinear", "bicubic", "lanczos", "nearest"):
         want = replace(pre, interpolation=interp)(pil, mode="resize")
-        torch.testing.assert_close(_tensor(pil, 64, interp, pre.mean, pre.std), want)
+        torch.testing.assert_close(_tensor(m, pil, 64, interp), want)
+    # every filter, against PIL and the normalisation written out
+    mean, std = np.asarray(pre.mean), np.asarray(pre.std)
+    for interp, f in (("box", Image.BOX), ("hamming", Image.HAMMING), ("nearest", Image.NEAREST)):
+        arr = np.stack([np.asarray(im.resize((48, 48), f)) for im in pil]) / 255.0
+        want = torch.from_numpy(((arr - mean) / std).transpose(0, 3, 1, 2)).float()
+        torch.testing.assert_close(_tensor(m, pil, 48, interp), want)
 
 
 # -- errors before anything runs ------------------------------------------------------------
@@ -315,3 +322,32 @@ def test_unknown_interpolation(colour_model) -> None:
     data = NoLoad(flat_images([1]), {"class_index": [0]})
     with pytest.raises(UnknownNameError, match="Did you mean 'bicubic'"):
         resize_sweep(colour_model, data, [64], "bicubik")
+
+
+def test_frame_and_peaks_match_scipy_and_numpy(colour_model) -> None:
+    """The printed numbers recomputed from the per-image values: Student-t for p, Wilson
+    (statsmodels) for accuracies, argmax for the peak."""
+    import scipy.stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    rng = np.random.default_rng(1)
+    ims = [rng.integers(0, 256, (30, 30, 3), dtype=np.uint8) for _ in range(8)]
+    data = ArrayImageSet(ims, {"class_index": [0, 1, 2, 3, 4, 5, 6, 1]})
+    res = resize_sweep(colour_model, data, "50,150,300", "nearest,bilinear")
+    frame = res.to_frame()
+    for a, interp in enumerate(res.interps):
+        for b, size in enumerate(res.sizes):
+            row = frame[(frame.interp == interp) & (frame["size"] == size)].iloc[0]
+            p = res.p[a, b]
+            t = scipy.stats.t.interval(0.95, p.size - 1, loc=p.mean(), scale=scipy.stats.sem(p))
+            assert row.p_mean == pytest.approx(p.mean())
+            assert (row.p_ci95_low, row.p_ci95_high) == pytest.approx(
+                (max(t[0], 0.0), min(t[1], 1.0)), abs=1e-9
+            )
+            k5 = int(res.top5[a, b].sum())
+            assert (row.top5_ci95_low, row.top5_ci95_high) == pytest.approx(
+                proportion_confint(k5, p.size, method="wilson"), abs=1e-9
+            )
+        size, pmax = res.peaks()[interp]
+        assert size == res.sizes[int(np.argmax(res.p[a].mean(axis=1)))]
+        assert pmax == pytest.approx(res.p[a].mean(axis=1).max())

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rcvlab import DataError, UnknownNameError, extract_features, load_model
+from rcvlab import DataError, RcvlabError, UnknownNameError, extract_features, load_model
 from rcvlab.data.base import ArrayImageSet
 from rcvlab.features.hooks import capture
 from rcvlab.features.pooling import gap
@@ -152,3 +152,14 @@ def test_one_layer_reads_the_all_layers_cache(tmp_path, rng):
     # without a cache, or for a module path outside the named layers: only that layer
     _, f2 = one_layer(m, imgs, "features.7.conv")
     assert list(f2) == ["features.7.conv"] and f2.n_computed == 4
+
+
+def test_device_that_does_not_exist_is_one_error():
+    from rcvlab.features.extract import choose_device
+
+    with pytest.raises(RcvlabError, match="Unknown device 'bogus'"):
+        choose_device("bogus")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(RcvlabError, match="not available"):
+        choose_device(f"cuda:{n}")
+    assert choose_device("cpu").type == "cpu"

@@ -348,7 +348,7 @@ def consistency(
     pairs = []
     for c in classes:
         for name, a in regs:
-            v1, v2, vs = fits[c][name]
+            v1, v2, _ = fits[c][name]
             pairs.append(pair(c, c, "same", name, a, v1, v2))
         if shuffled:
             for name, a in regs:

@@ -31,38 +31,33 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import torch
 import torch.nn as nn
 from PIL import Image
 
 from rcvlab.data.base import ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
-from rcvlab.models.registry import Model, load_model
+from rcvlab.models.registry import _RESAMPLE, Model, load_model
 from rcvlab.progress import progress_bar
 from rcvlab.sizes import parse_sizes
 
 #: PIL filters by name (``--interp``).
-INTERPOLATIONS: dict[str, int] = {
-    "lanczos": Image.LANCZOS,
-    "bilinear": Image.BILINEAR,
-    "bicubic": Image.BICUBIC,
-    "nearest": Image.NEAREST,
-    "box": Image.BOX,
-    "hamming": Image.HAMMING,
-}
+INTERPOLATIONS: dict[str, int] = _RESAMPLE  # the models' own table: one list of filters
 #: The paper's four filters, in its order.
 DEFAULT_INTERPS: tuple[str, ...] = ("lanczos", "bilinear", "bicubic", "nearest")
 #: Documented minimum input sizes (Keras' InceptionV3 accepts 75 px and up); other networks
 #: are probed with a forward pass of a blank image (:func:`min_input_size`).
 KNOWN_MIN_SIZES: dict[str, int] = {"inception_v3": 75}
+#: Largest square size a sweep accepts (the paper goes to 500 px).
+MAX_SIZE = 4096
 _ARRAY_KEYS = ("ids", "labels", "p", "top1", "top5", "pred")
-_Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
 
 
 # -- small helpers ----------------------------------------------------------------------
@@ -96,19 +91,14 @@ def parse_interps(spec: str | Sequence[str]) -> list[str]:
 def wilson_ci95(k: int, n: int) -> tuple[float, float]:
     """Wilson score 95 % interval of a proportion ``k / n``.
 
-    ``(p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with ``z = 1.96``; unlike the
+    scipy's ``binomtest(k, n).proportion_ci(method="wilson")``; unlike the
     normal-approximation interval it stays inside [0, 1] and has width at ``k = 0`` or
-    ``k = n``. The same as ``statsmodels.stats.proportion.proportion_confint(k, n,
-    method="wilson")``. ``(nan, nan)`` for ``n = 0``.
+    ``k = n``. ``(nan, nan)`` for ``n = 0``.
     """
     if n <= 0:
         return (math.nan, math.nan)
-    p = k / n
-    z2 = _Z95 * _Z95
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = scipy.stats.binomtest(int(k), int(n)).proportion_ci(method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def _first_line(e: BaseException) -> str:
@@ -126,7 +116,11 @@ def _blank_forward(
     try:
         with torch.inference_mode():
             out = module(x)
+    except torch.OutOfMemoryError:
+        raise
     except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+        if "allocate" in str(e).lower():  # out of host memory: not a size the net refuses
+            raise
         return None, _first_line(e)
     return out, ""
 
@@ -181,20 +175,11 @@ def min_input_size(
     return hi
 
 
-def _tensor(
-    images: Sequence[Image.Image],
-    size: int,
-    interp: str,
-    mean: Sequence[float],
-    std: Sequence[float],
-) -> torch.Tensor:
-    """Whole images resized to ``size x size`` (no crop) and normalised: float32 NCHW."""
-    f = INTERPOLATIONS[interp]
-    arr = np.stack([np.asarray(im.resize((size, size), f), dtype=np.uint8) for im in images])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
+def _tensor(model: Model, images: Sequence[Image.Image], size: int, interp: str) -> torch.Tensor:
+    """Whole images resized to ``size x size`` (no crop) with filter ``interp`` and normalised
+    by the model's own preprocessing: float32 NCHW."""
+    pre = replace(model.preprocessing, input_size=int(size), interpolation=interp)
+    return pre(images, mode="resize")
 
 
 def class_probabilities(
@@ -232,7 +217,7 @@ def class_probabilities(
     (interp,) = parse_interps([interp])
     dev = choose_device(device)
     module = model.module.to(dev).eval()
-    x = _tensor(images, int(size), interp, model.preprocessing.mean, model.preprocessing.std)
+    x = _tensor(model, images, int(size), interp)
     return _softmax(module, x, dev, channels_last).cpu().numpy()
 
 
@@ -629,6 +614,11 @@ def resize_sweep(
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     module.eval()
+    if max(size_list) > MAX_SIZE:
+        raise RcvlabError(
+            f"Size {max(size_list)} px is above {MAX_SIZE} px (the sweep resizes every image to "
+            "every size and runs the whole network on it); lower --sizes."
+        )
     lowest = min_input_size(model, size_list, device=dev, channels_last=channels_last)
     below = [s for s in size_list if s < lowest]
     if below:
@@ -657,7 +647,6 @@ def resize_sweep(
     ok = np.zeros(n, dtype=bool)
     skipped: list[Skip] = []
     k_top = min(5, n_out)
-    mean, std = model.preprocessing.mean, model.preprocessing.std
     jobs = [(a, b) for a in range(ni) for b in range(ns)]
     label = f"resize sweep {model.name} ({model.weights})"
     pool = ThreadPoolExecutor(max_workers=1)  # resizes the next job while the network runs
@@ -686,14 +675,20 @@ def resize_sweep(
                 mask = mask.to(dev)
 
                 def make(job: tuple[int, int], pil=pil) -> torch.Tensor:
-                    return _tensor(pil, size_list[job[1]], interp_list[job[0]], mean, std)
+                    return _tensor(model, pil, size_list[job[1]], interp_list[job[0]])
 
                 pending = pool.submit(make, jobs[0])
                 for j, (a, b) in enumerate(jobs):
                     x = pending.result()
                     if j + 1 < len(jobs):
                         pending = pool.submit(make, jobs[j + 1])
-                    prob = _softmax(module, x, dev, channels_last)
+                    try:
+                        prob = _softmax(module, x, dev, channels_last)
+                    except torch.OutOfMemoryError:
+                        raise RcvlabError(
+                            f"Out of memory at {size_list[b]} px with {len(idx)} images per "
+                            "batch; lower --batch-size or the largest of --sizes."
+                        ) from None
                     best = prob.topk(k_top, dim=1).indices
                     p[a, b, idx] = (prob * mask).sum(1).double().cpu().numpy()
                     top1[a, b, idx] = mask.gather(1, best[:, :1]).any(1).cpu().numpy()

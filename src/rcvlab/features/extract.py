@@ -52,10 +52,24 @@ class FeatureSet(dict[str, np.ndarray]):
 
 
 def choose_device(device: str | torch.device | None = None) -> torch.device:
-    """``cuda`` when available unless a device is given."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``cuda`` when available unless a device is given; a device that does not exist here
+    is one clear error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise RcvlabError(
+            f"Unknown device {str(device)!r}; use cpu, cuda or cuda:N (or leave it out)."
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise RcvlabError(
+                f"Device {str(device)!r} is not available here ({n} CUDA device(s)); "
+                "use --device cpu or leave --device out."
+            )
+    return dev
 
 
 def as_image_set(data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray]) -> ImageSet:

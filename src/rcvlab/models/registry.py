@@ -32,6 +32,8 @@ _RESAMPLE = {
     "bicubic": Image.BICUBIC,
     "lanczos": Image.LANCZOS,
     "nearest": Image.NEAREST,
+    "box": Image.BOX,
+    "hamming": Image.HAMMING,
 }
 
 

@@ -446,12 +446,9 @@ def gradient_pass(
     n = int(data.shape[0]) if tensor_input else len(data)
     if n == 0:
         raise DataError("No images to compute gradients for.")
-    if tensor_input:
-        dev = data.device if device is None else torch.device(device)
-    else:
-        from rcvlab.features.extract import choose_device
+    from rcvlab.features.extract import choose_device
 
-        dev = choose_device(device)
+    dev = data.device if tensor_input and device is None else choose_device(device)
     module.to(dev)
     param = next(module.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
