@@ -351,25 +351,10 @@ def gap_gradient(
     images: Images,
     layer: str | LayerSpec,
     target_class: int | str,
-    *,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    resize: str = "resize",
-    strict: bool = False,
-    progress: bool | Callable[[int, int], None] = False,
+    **kwargs: Any,
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
     """``(gradients, valid)`` of :func:`gradient_pass` (same parameters)."""
-    p = gradient_pass(
-        model,
-        images,
-        layer,
-        target_class,
-        batch_size=batch_size,
-        device=device,
-        resize=resize,
-        strict=strict,
-        progress=progress,
-    )
+    p = gradient_pass(model, images, layer, target_class, **kwargs)
     return p.gradients, p.valid
 
 
