@@ -41,3 +41,9 @@ def tiny():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _check_every_cli_option_is_read(monkeypatch):
+    """Every CLI run in the tests fails if a shared option it declares is never read."""
+    monkeypatch.setenv("RCVLAB_CHECK_OPTIONS", "1")

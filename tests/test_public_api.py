@@ -4,7 +4,17 @@ import importlib
 
 import pytest
 
-MODULES = ["rcvlab", "rcvlab.analyses", "rcvlab.features", "rcvlab.viz", "rcvlab.report"]
+MODULES = [
+    "rcvlab",
+    "rcvlab.analyses",
+    "rcvlab.features",
+    "rcvlab.viz",
+    "rcvlab.report",
+    "rcvlab.pipelines",
+    "rcvlab.probe",
+    "rcvlab.data",
+    "rcvlab.prune",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

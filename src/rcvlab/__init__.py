@@ -12,6 +12,7 @@ from rcvlab.models import Model, available_models, load_model
 from rcvlab.probe.profile import probe_layers
 from rcvlab.probe.result import LayerScore, ProfileResult
 from rcvlab.prune import PrunedModel, prune
+from rcvlab.result import Result, load_result
 
 __all__ = [
     "DataError",
@@ -21,6 +22,7 @@ __all__ = [
     "ProfileResult",
     "PrunedModel",
     "RcvlabError",
+    "Result",
     "UnknownNameError",
     "WeightsError",
     "__version__",
@@ -28,6 +30,7 @@ __all__ = [
     "extract_features",
     "layer_dims",
     "load_model",
+    "load_result",
     "probe_layers",
     "prune",
 ]

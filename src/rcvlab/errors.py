@@ -29,6 +29,13 @@ class OutputExistsError(RcvlabError):
     """An output folder that already exists (pass ``force=True`` / ``--force``)."""
 
 
+class OutputError(RcvlabError, OSError):
+    """A file or folder that cannot be written (read-only or full file system, no folder)."""
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
