@@ -223,9 +223,9 @@ def test_spec_errors(tmp_path: Path) -> None:
         open_data("filled:")
     with pytest.raises(DataError, match="'rocket' is not among"):
         open_data("filled:cat", cls="rocket")
-    with pytest.raises(DataError, match="size do not apply"):
+    with pytest.raises(DataError, match="size=64 does not apply to --data 'filled'"):
         open_data("filled", size=64)
-    with pytest.raises(DataError, match="apply only to --data scaleset or filled"):
+    with pytest.raises(DataError, match=r"seed=1 \(--seed\) does not apply to --data .synsets:"):
         open_data(f"synsets:{tmp_path}", seed=1)
     with pytest.raises(DataError, match="names no file"):
         open_data("labels:")

@@ -132,3 +132,59 @@ def test_no_usable_row_and_missing_manifest(folder: Path) -> None:
         read_csv_manifest(folder / "nope.csv")
     with pytest.raises(DataError, match=r"No usable row"):
         read_csv_manifest(write_csv(folder / "e.csv", "path,r\n"))
+
+
+def test_relative_paths_ignore_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the same relative names exist beside the CSV and in the working directory: the CSV's win
+    data, cwd = tmp_path / "data", tmp_path / "cwd"
+    for root, value in ((data, 200), (cwd, 10)):
+        (root / "img").mkdir(parents=True)
+        Image.new("RGB", (16, 16), (value, value, value)).save(root / "img" / "a.png")
+        mask = np.zeros((16, 16), np.uint8)
+        mask[4 : 4 + value // 40, 4:8] = 255  # 5 rows beside the CSV, 0 in the cwd
+        (root / "masks").mkdir()
+        Image.fromarray(mask).save(root / "masks" / "a.png")
+    (data / "sub").mkdir()
+    csv = write_csv(data / "sub" / "m.csv", "path,mask\n../img/a.png,../masks/a.png\n")
+    monkeypatch.chdir(cwd)
+    ds = read_csv_manifest(Path("..") / "data" / "sub" / "m.csv")
+    assert ds.ids == [str(data / "img" / "a.png")] and ds.source == f"csv:{csv}"
+    assert ds.masks == [str(data / "masks" / "a.png")]
+    assert ds.load(0).getpixel((0, 0)) == (200, 200, 200)
+    np.testing.assert_array_equal(ds.measure("nuclei_area"), [20.0])  # 5 x 4 pixels
+
+
+def test_repeated_column_name_is_an_error(folder: Path) -> None:
+    # pandas would silently rename the second one to 'r.1'
+    csv = write_csv(folder / "m.csv", "path,r,r\nimg/a.png,1,2\n")
+    with pytest.raises(DataError, match=r"repeats the column\(s\) r; rename them"):
+        read_csv_manifest(csv)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e999"])
+def test_infinite_measure_value_is_an_error_naming_the_line(folder: Path, value: str) -> None:
+    csv = write_csv(folder / "m.csv", f"path,r\nimg/a.png,1\nimg/b.png,{value}\n")
+    with pytest.raises(DataError, match=rf"Column 'r' .* infinite value \(line 3: '{value}'\)"):
+        read_csv_manifest(csv)
+
+
+def test_strict_raises_on_an_empty_or_missing_mask(folder: Path) -> None:
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "ma.png")
+    empty = write_csv(folder / "e.csv", "path,mask\nimg/a.png,ma.png\nimg/b.png,\n")
+    assert read_csv_manifest(empty).masks == [str(folder / "ma.png"), ""]
+    with pytest.raises(DataError, match=r"empty mask cell \(line 3 of .*--strict"):
+        read_csv_manifest(empty, strict=True)
+    gone = write_csv(folder / "g.csv", "path,mask\nimg/a.png,ma.png\nimg/b.png,gone.png\n")
+    with pytest.raises(DataError, match=r"missing mask file .*gone\.png \(line 3 of"):
+        read_csv_manifest(gone, strict=True)
+
+
+def test_manifest_that_is_a_folder_or_not_text(folder: Path) -> None:
+    with pytest.raises(DataError, match="is a folder"):
+        read_csv_manifest(folder / "img")
+    bad = folder / "bin.csv"
+    bad.write_bytes(b"\xff\xfe\x00p\x00a\x00t\x00h")
+    with pytest.raises(DataError, match="save it as UTF-8 CSV"):
+        read_csv_manifest(bad)

@@ -109,7 +109,7 @@ def test_scaleset_errors(fake_scaleset: list[dict[str, Any]]) -> None:
 
 
 def test_scaleset_options_rejected_elsewhere(csv_file: Path) -> None:
-    with pytest.raises(DataError, match="seed apply only to --data scaleset"):
+    with pytest.raises(DataError, match=r"seed=1 \(--seed\) does not apply to --data 'csv:"):
         open_data(f"csv:{csv_file}", seed=1)
 
 

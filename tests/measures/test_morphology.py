@@ -178,3 +178,41 @@ def test_grey_mask_saved_as_rgb():
 def test_unusable_masks(bad):
     with pytest.raises(DataError):
         nuclei_area(bad)
+
+
+def _independent_labels(mask: np.ndarray) -> np.ndarray:
+    """The nuclei regions computed with scipy.ndimage: 8-connected, regions of >= 3 px."""
+    from scipy import ndimage
+    from skimage.morphology import closing
+    from skimage.segmentation import clear_border
+
+    fg = clear_border(closing(binarise_mask(mask), footprint=np.ones((2, 2), bool)))
+    labels, _ = ndimage.label(fg, structure=np.ones((3, 3), dtype=int))
+    areas = np.bincount(labels.ravel())
+    keep = areas >= 3
+    keep[0] = False
+    return np.where(keep[labels], labels, 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_small_object_removal_matches_scipy_on_random_masks(seed):
+    # sparse random masks have many 1- and 2-pixel objects, 4- and 8-connected
+    rng = np.random.default_rng(seed)
+    mask = rng.random((60, 60)) < 0.12
+    want = _independent_labels(mask)
+    got = nuclei_labels(mask)
+    np.testing.assert_array_equal(got > 0, want > 0)
+    assert got.max() == len(np.unique(want)) - 1  # consecutive labels 1..n
+    got_areas = sorted(np.bincount(got.ravel())[1:].tolist())
+    want_areas = sorted(a for a in np.bincount(want.ravel())[1:].tolist() if a > 0)
+    assert got_areas == want_areas
+    assert len(got_areas) > 3 and min(got_areas) >= 3
+
+
+def test_area_threshold_boundary_two_removed_three_kept():
+    mask = np.zeros((30, 30), dtype=bool)
+    mask[5, 5:7] = True  # 2 px, 4-connected: removed
+    mask[10, 5:8] = True  # 3 px: kept
+    mask[15:17, 5:7] = True  # 4 px: kept
+    mask[20:23, 20] = True  # 3 px vertical: kept
+    assert sorted(r.area for r in nuclei_regions(mask)) == [3, 3, 4]

@@ -1,20 +1,36 @@
 """Data sources: indexed images with per-image concept measures (see :mod:`rcvlab.data.base`)."""
 
-from .base import ArrayImageSet, FileImageSet, ImageSet, Skip, SubsetImageSet, read_rgb
+from .base import (
+    ArrayImageSet,
+    FileImageSet,
+    ImageSet,
+    Skip,
+    SubsetImageSet,
+    limit_per_class,
+    read_grey,
+    read_rgb,
+    to_rgb,
+    to_uint8,
+)
 from .manifest import read_csv_manifest
-from .spec import DATA_FORMS, open_data
+from .spec import DATA_FORMS, OPTION_KINDS, open_data
 from .voc import detect_layout, read_voc
 
 __all__ = [
     "DATA_FORMS",
+    "OPTION_KINDS",
     "ArrayImageSet",
     "FileImageSet",
     "ImageSet",
     "Skip",
     "SubsetImageSet",
     "detect_layout",
+    "limit_per_class",
     "open_data",
     "read_csv_manifest",
+    "read_grey",
     "read_rgb",
     "read_voc",
+    "to_rgb",
+    "to_uint8",
 ]

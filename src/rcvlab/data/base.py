@@ -1,15 +1,39 @@
-"""The one interface every data source implements: indexed images plus their concept measures."""
+"""The one interface every data source implements: indexed images plus their concept measures.
+
+Image files are decoded in one place, :func:`read_rgb` (masks: :func:`read_grey`), which
+every file-based source uses.
+
+Orientation
+    The EXIF orientation tag is applied (:func:`PIL.ImageOps.exif_transpose`) to images and
+    masks alike, each by its own tag: the pixels are the picture as a viewer shows it.
+Bit depth
+    Pillow's ``convert("RGB")`` clips wide grey modes to 0..255 (a 16-bit PNG becomes
+    0 / 255), so those are scaled to 8 bits first (:func:`to_uint8`):
+
+    - ``I;16`` (16-bit PNG, TIFF): by the type's range, ``round(x / 257)`` (65535 -> 255);
+    - ``I`` (32-bit integers: 16-bit PGM, 32-bit TIFF) and ``F`` (32-bit float): the
+      container says nothing about the range of the data (a 12- or 16-bit scan is often
+      stored as 32-bit), so the scale is read from the values: integers within 0..255 are
+      kept, within 0..65535 divided by 257; floats within [0, 1] are multiplied by 255
+      (scikit-image's convention), within [0, 255] kept; anything else (negative values,
+      larger ones) is stretched from the image's own minimum and maximum to 0..255.
+      Values are rounded to the nearest integer. NaN or infinite values are an error.
+
+    The same rule converts the arrays of an :class:`ArrayImageSet`. Masks keep their values
+    (:func:`read_grey`): only their order matters to the binarisation of the measures.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rcvlab.errors import DataError, UnknownNameError, did_you_mean
 
@@ -44,8 +68,14 @@ class ImageSet:
         The data spec this set was opened from (``"voc:DIR"``, ``"scaleset"``, ...).
     masks : sequence of str, optional
         One nuclei-mask file per image (for measures computed from masks, e.g.
-        ``nuclei_area``); read by :meth:`load_mask`.
+        ``nuclei_area``; an empty string where an image has none); read by :meth:`load_mask`.
+    strict : bool
+        Raise at the first image (or mask) that cannot be read while computing a measure
+        (:meth:`measure`), instead of giving it NaN and listing it in ``skipped``.
     """
+
+    #: Whether :meth:`measure` raises at the first unreadable item (set by the readers).
+    strict: bool = False
 
     def __init__(
         self,
@@ -57,6 +87,7 @@ class ImageSet:
         skipped: list[Skip] | None = None,
         source: str = "",
         masks: Sequence[str] | None = None,
+        strict: bool = False,
     ) -> None:
         self.ids = [str(i) for i in ids]
         n = len(self.ids)
@@ -74,6 +105,7 @@ class ImageSet:
         self.masks = None if masks is None else [str(m) for m in masks]
         if self.masks is not None and len(self.masks) != n:
             raise DataError(f"{len(self.masks)} masks for {n} images.")
+        self.strict = bool(strict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -104,7 +136,10 @@ class ImageSet:
                 f"Data {self.source or type(self).__name__} has no nuclei masks; give a 'mask' "
                 "column in the CSV manifest."
             )
-        return read_grey(self.masks[int(i)])
+        path = self.masks[int(i)]
+        if not path:
+            raise DataError(f"missing mask: no mask file given for {self.ids[int(i)]}")
+        return read_grey(path)
 
     # -- measures -----------------------------------------------------------------------
     def measure(self, name: str) -> np.ndarray:
@@ -113,7 +148,8 @@ class ImageSet:
         A name that the data does not hold but that :mod:`rcvlab.measures` registers
         (``nuclei_area``, ``glcm_contrast``, ``colourfulness`` ...) is computed from the
         images (and masks) once and kept. Images where it fails get NaN and are listed in
-        ``skipped`` with the reason.
+        ``skipped`` with the reason (with ``strict``, the first such image raises
+        :class:`DataError`).
         """
         from rcvlab.measures import MEASURES
 
@@ -143,6 +179,11 @@ class ImageSet:
                 mask = self.load_mask(i) if spec.needs_mask else None
                 out[i] = compute_measure(name, image, mask)
             except (DataError, ValueError) as e:
+                if self.strict:
+                    raise DataError(
+                        f"{self.ids[i]}: measure {name}: {e}; fix the file, or drop strict "
+                        "(--strict) to skip such images."
+                    ) from e
                 self.skipped.append(Skip(self.ids[i], f"measure {name}: {e}"))
         return out
 
@@ -181,6 +222,7 @@ class SubsetImageSet(ImageSet):
             skipped=parent.skipped,
             source=parent.source,
             masks=None if parent.masks is None else [parent.masks[i] for i in index],
+            strict=parent.strict,
         )
 
     def _load(self, i: int) -> Image.Image:
@@ -193,27 +235,178 @@ class SubsetImageSet(ImageSet):
         return {"parent": self.parent.fingerprint(), "index": self.index.tolist()}
 
 
+def limit_per_class(data: ImageSet, n: int, *, seed: int = 0) -> ImageSet:
+    """Keep at most ``n`` images of every class, chosen by a seeded draw.
+
+    For each class with more than ``n`` images, ``n`` of them are drawn without replacement
+    by ``numpy.random.default_rng([seed, crc32(class name)])``, so the choice within a class
+    depends only on the seed, the class and its images, not on the other classes (a class
+    filter does not change it). The kept images stay in their original order; a class with
+    at most ``n`` images is kept whole.
+
+    Parameters
+    ----------
+    data : ImageSet
+        Images with classes.
+    n : int
+        Images per class to keep, at least 1.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    ImageSet
+        ``data`` itself when no class has more than ``n`` images, else a subset (its
+        fingerprint records the choice).
+
+    Raises
+    ------
+    DataError
+        If ``n < 1`` or the data has no classes.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise DataError(f"n_per_class must be a whole number of at least 1 (got {n!r}).")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise DataError(f"seed must be a whole number of at least 0 (got {seed!r}).")
+    if data.classes is None:
+        raise DataError(
+            f"n_per_class={n} needs classes, and data {data.source or type(data).__name__} has "
+            "none (a CSV manifest needs a 'class' column); add them or drop n_per_class."
+        )
+    keep: list[np.ndarray] = []
+    for c in dict.fromkeys(data.classes.tolist()):
+        idx = np.flatnonzero(data.classes == c)
+        if idx.size > n:
+            rng = np.random.default_rng([int(seed), zlib.crc32(str(c).encode("utf-8"))])
+            idx = rng.choice(idx, size=int(n), replace=False)
+        keep.append(idx)
+    index = np.sort(np.concatenate(keep))
+    return data if index.size == len(data) else data.subset(index)
+
+
+def _stretch(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi == lo:
+        return np.full(arr.shape, np.clip(lo, 0.0, 255.0))
+    return (arr.astype(np.float64) - lo) * (255.0 / (hi - lo))
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale image values of any numeric type to uint8 (the rule in the module docstring).
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        Pixel values: uint8 (returned unchanged), bool (0 / 255), uint16 (``x / 257``),
+        other integers or floats (scale read from the values).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 array of the same shape.
+
+    Raises
+    ------
+    DataError
+        For NaN or infinite values, an empty array, or a non-numeric type.
+    """
+    a = np.asarray(arr)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * np.uint8(255)
+    if a.dtype.kind not in "iuf":
+        raise DataError(f"image values of type {a.dtype} are not numbers")
+    if a.size == 0:
+        raise DataError(f"image of shape {a.shape} has no pixels")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise DataError("image holds NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if a.dtype == np.uint16:
+        scaled = a / 257.0
+    elif a.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+        scaled = a * 255.0
+    elif lo >= 0.0 and hi <= 255.0:
+        scaled = a.astype(np.float64)
+    elif a.dtype.kind in "iu" and lo >= 0.0 and hi <= 65535.0:
+        scaled = a / 257.0
+    else:
+        scaled = _stretch(a)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """An opened image as 8-bit RGB, the way every reader of rcvlab sees it.
+
+    The EXIF orientation is applied, wide grey modes (``I;16``, ``I``, ``F``) are scaled
+    to 8 bits by :func:`to_uint8` (Pillow's own conversion would clip them), every other
+    mode goes through ``convert("RGB")`` (alpha dropped, palette resolved).
+
+    Parameters
+    ----------
+    im : PIL.Image.Image
+        Any image Pillow opened.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``"RGB"``.
+    """
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return Image.fromarray(to_uint8(np.asarray(im)), "L").convert("RGB")
+    return im.convert("RGB")
+
+
 def read_grey(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a mask image as a 2-D array (first channel of colour files); DataError if bad."""
+    """Read a mask image as a 2-D array; :class:`DataError` if it cannot be used.
+
+    The EXIF orientation is applied and the values keep their type and depth. Grey and
+    palette files (``1``, ``L``, ``P``, ``I;16``, ``I``, ``F``) give their values (a palette
+    mask its indices); grey with alpha (``LA``) its grey channel; a colour file is accepted
+    only when its colour channels are equal (a grey mask saved as RGB), since taking one
+    channel of a coloured mask would silently drop the others.
+    """
+    p = os.fspath(path)
     try:
         with Image.open(path) as im:
             im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("LA", "La", "PA"):
+                im = im.getchannel(0)
+            elif im.mode not in ("1", "L", "P", "I", "F") and not im.mode.startswith("I;16"):
+                im = im.convert("RGB")
             arr = np.asarray(im)
     except FileNotFoundError as e:
-        raise DataError(f"missing mask file {os.fspath(path)}") from e
+        raise DataError(f"missing mask file {p}") from e
+    except IsADirectoryError as e:
+        raise DataError(f"mask {p} is a folder, not an image file") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot decode mask {os.fspath(path)}: {e}") from e
-    return arr[..., 0] if arr.ndim == 3 else arr
+        raise DataError(f"cannot decode mask {p}: {e}") from e
+    if arr.ndim == 3:
+        if not (
+            np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])
+        ):
+            raise DataError(
+                f"mask {p} is a colour image whose channels differ; save it as a grey image "
+                "(nuclei bright)"
+            )
+        arr = arr[..., 0]
+    return arr
 
 
 def read_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file as RGB, turning every decoding failure into :class:`DataError`."""
+    """Open an image file as 8-bit RGB (:func:`to_rgb`); every decoding failure is DataError."""
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB")
+            return to_rgb(im)
     except FileNotFoundError as e:
         raise DataError(f"missing file {os.fspath(path)}") from e
+    except IsADirectoryError as e:
+        raise DataError(f"{os.fspath(path)} is a folder, not an image file") from e
+    except PermissionError as e:
+        raise DataError(f"cannot read image {os.fspath(path)}: permission denied") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"cannot decode image {os.fspath(path)}: {e}") from e
 
@@ -236,7 +429,11 @@ class FileImageSet(ImageSet):
 
 
 class ArrayImageSet(ImageSet):
-    """Images held in memory as ``(n, H, W, 3)`` uint8 arrays (tests, notebooks)."""
+    """Images held in memory as ``(n, H, W, 3)`` arrays (tests, notebooks).
+
+    uint8 is used as it is; other types are scaled by :func:`to_uint8` (floats in [0, 1]
+    times 255, uint16 divided by 257, ...).
+    """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], measures=None, **kw) -> None:
         self.images = [np.asarray(im) for im in images]
@@ -247,10 +444,7 @@ class ArrayImageSet(ImageSet):
         super().__init__(ids, measures or {}, **kw)
 
     def _load(self, i: int) -> Image.Image:
-        im = self.images[i]
-        if im.dtype != np.uint8:
-            im = np.clip(im, 0, 255).astype(np.uint8)
-        return Image.fromarray(im, "RGB")
+        return Image.fromarray(to_uint8(self.images[i]), "RGB")
 
     def _fingerprint_payload(self) -> object:
         h = hashlib.sha256()
@@ -266,6 +460,9 @@ __all__ = [
     "ImageSet",
     "Skip",
     "SubsetImageSet",
+    "limit_per_class",
     "read_grey",
     "read_rgb",
+    "to_rgb",
+    "to_uint8",
 ]

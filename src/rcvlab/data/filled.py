@@ -282,6 +282,8 @@ def read_labels_csv(path: str | os.PathLike[str], *, strict: bool = False) -> Fi
         (always: the message names the line), or no usable row.
     """
     csv_path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.isdir(csv_path):
+        raise DataError(f"Labels file {csv_path} is a folder; labels:FILE needs a .csv file.")
     if not os.path.isfile(csv_path):
         raise DataError(f"Labels file {csv_path} does not exist; check the path in labels:FILE.")
     base = os.path.dirname(csv_path)
@@ -292,6 +294,8 @@ def read_labels_csv(path: str | os.PathLike[str], *, strict: bool = False) -> Fi
             rows = [(reader.line_num, row) for row in reader]
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"Cannot read {csv_path} as CSV: {e}; save it as UTF-8 CSV.") from e
+    except OSError as e:
+        raise DataError(f"Cannot read labels file {csv_path}: {e.strerror or e}.") from e
     if "path" not in header:
         raise DataError(
             f"Labels file {csv_path} has no 'path' column (columns: "
@@ -346,6 +350,7 @@ def read_labels_csv(path: str | os.PathLike[str], *, strict: bool = False) -> Fi
         classes=[index_to_wnid(v) or str(v) for v in labels],
         skipped=skipped,
         source=f"labels:{csv_path}",
+        strict=strict,
     )
 
 
@@ -380,6 +385,8 @@ def read_synset_folders(root: str | os.PathLike[str], *, strict: bool = False) -
         would have no class index), or no image at all.
     """
     top = Path(os.path.expanduser(os.fspath(root))).resolve()
+    if top.is_file():
+        raise DataError(f"{top} is a file; synsets:DIR needs the folder of the synset folders.")
     if not top.is_dir():
         raise DataError(f"Synset folder {top} does not exist; check the path in synsets:DIR.")
     known = _wnid_index()
@@ -427,6 +434,7 @@ def read_synset_folders(root: str | os.PathLike[str], *, strict: bool = False) -
         classes=[imagenet_wnids()[v] for v in labels],
         skipped=skipped,
         source=f"synsets:{top}",
+        strict=strict,
     )
 
 

@@ -11,12 +11,14 @@ Format::
   splits). An empty value skips the row (the class or group would be unknown).
 - ``mask`` (optional): the image's nuclei-mask file (relative to the CSV), for measures
   computed from masks (``nuclei_area`` ...). A missing mask makes those measures NaN for that
-  image, listed in the skip list.
+  image, listed in the skip list (with ``strict=True``, an empty or missing mask raises).
 - Every other column is a **measure** when all its non-empty values are numbers; empty cells
   and ``nan``/``NA``/``n/a``/``null``/``none`` are missing values (NaN, which the probe
-  excludes). A column with no numeric value at all is text (notes, split names...): it is
-  ignored with a :class:`UserWarning`. A column that mixes numbers and text is almost surely a
-  typo in a measure, so it raises :class:`DataError` naming the row and value.
+  excludes); an infinite value (``inf``) raises :class:`DataError` naming the line. A column
+  with no numeric value at all is text (notes, split names...): it is ignored with a
+  :class:`UserWarning`. A column that mixes numbers and text is almost surely a typo in a
+  measure, so it raises :class:`DataError` naming the row and value. A column name written
+  twice raises.
 - Columns named ``Unnamed: N`` (an index that pandas wrote) are ignored silently.
 
 Rows keep the CSV's order. Rows whose file is missing, or that repeat an earlier row's image,
@@ -25,6 +27,7 @@ are skipped with a reason (or raise with ``strict=True``).
 
 from __future__ import annotations
 
+import csv as csvlib
 import os
 import warnings
 from collections import Counter
@@ -44,7 +47,10 @@ _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
 
 
 def _parse_numbers(col: Sequence[object]) -> tuple[np.ndarray, int, int | None]:
-    """Return ``(values, n_numbers, first_bad_row)`` of a column of strings."""
+    """Return ``(values, n_numbers, first_bad_row)`` of a column of strings.
+
+    An infinite value (``inf``, ``1e999``) counts as a number here; the caller refuses it.
+    """
     values = np.full(len(col), np.nan)
     n_num = 0
     first_bad: int | None = None
@@ -77,8 +83,10 @@ def read_csv_manifest(
         Keep only rows of this class (needs a ``class`` column); other rows are skipped with a
         reason.
     strict : bool
-        Raise :class:`DataError` at the first row whose file is missing (or that is empty or a
-        duplicate) instead of skipping it. Rows left out by ``cls`` never raise.
+        Raise :class:`DataError` at the first row whose file or mask is missing (or that is
+        empty or a duplicate) instead of skipping it, and at the first image whose measure
+        cannot be computed (:meth:`~rcvlab.data.base.ImageSet.measure`). Rows left out by
+        ``cls`` never raise.
 
     Returns
     -------
@@ -95,15 +103,25 @@ def read_csv_manifest(
     import pandas as pd  # lazy: only CSV sources need it, and it is slow to import
 
     csv = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.isdir(csv):
+        raise DataError(f"Manifest {csv} is a folder; csv:FILE needs a .csv file.")
     if not os.path.isfile(csv):
         raise DataError(f"Manifest {csv} does not exist; check the path given to csv:FILE.")
     try:
+        # pandas renames a repeated column ("m" -> "m.1"), so the header is read as written
+        with open(csv, newline="", encoding="utf-8-sig") as f:
+            header = [h.strip() for h in next(csvlib.reader(f, skipinitialspace=True), [])]
         df = pd.read_csv(
             csv, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
         )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csvlib.Error) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"Cannot read manifest {csv} as CSV: {msg}; save it as UTF-8 CSV.") from e
+    except OSError as e:
+        raise DataError(f"Cannot read manifest {csv}: {e.strerror or e}.") from e
+    dups = sorted(c for c, k in Counter(header).items() if k > 1)
+    if dups:
+        raise DataError(f"Manifest {csv} repeats the column(s) {', '.join(dups)}; rename them.")
     df.columns = [str(c).strip() for c in df.columns]
     cols = list(df.columns)
     if PATH_COLUMN not in cols:
@@ -111,9 +129,6 @@ def read_csv_manifest(
             f"Manifest {csv} has no '{PATH_COLUMN}' column (columns: {', '.join(cols) or 'none'})."
             f"{did_you_mean(PATH_COLUMN, cols)} Name the image-file column '{PATH_COLUMN}'."
         )
-    dups = sorted(c for c, k in Counter(cols).items() if k > 1)
-    if dups:
-        raise DataError(f"Manifest {csv} repeats the column(s) {', '.join(dups)}; rename them.")
     has_class, has_group = CLASS_COLUMN in cols, GROUP_COLUMN in cols
     if cls is not None and not has_class:
         raise DataError(
@@ -128,6 +143,12 @@ def read_csv_manifest(
         if c in (PATH_COLUMN, CLASS_COLUMN, GROUP_COLUMN, MASK_COLUMN) or c.startswith("Unnamed:"):
             continue
         values, n_num, bad = _parse_numbers(df[c])
+        if bad is None and np.isinf(values).any():
+            row = int(np.flatnonzero(np.isinf(values))[0])
+            raise DataError(
+                f"Column '{c}' of {csv} holds an infinite value (line {row + 2}: "
+                f"{df[c].iloc[row]!r}); fix it, or leave the cell empty for a missing one."
+            )
         if bad is None:
             measures[c] = values
         elif n_num == 0:
@@ -202,14 +223,21 @@ def read_csv_manifest(
     masks = None
     if MASK_COLUMN in cols:
         # a missing or empty mask is not fatal here: measures needing it become NaN, listed
-        masks = [
-            os.path.normpath(
-                os.path.join(base, os.path.expanduser(str(df[MASK_COLUMN].iloc[i]).strip()))
+        masks = []
+        for i in keep:
+            raw = str(df[MASK_COLUMN].iloc[i]).strip()
+            m = (
+                ""
+                if raw.lower() in _MISSING
+                else os.path.normpath(os.path.join(base, os.path.expanduser(raw)))
             )
-            if str(df[MASK_COLUMN].iloc[i]).strip() not in ("", "nan")
-            else ""
-            for i in keep
-        ]
+            if strict and not (m and os.path.isfile(m)):
+                why = "empty mask cell" if not m else f"missing mask file {m}"
+                raise DataError(
+                    f"{why} (line {i + 2} of {csv}); fix that row, or drop strict (--strict) "
+                    "to give its mask-based measures NaN."
+                )
+            masks.append(m)
     return FileImageSet(
         files,
         {k: v[idx] for k, v in measures.items()},
@@ -218,6 +246,7 @@ def read_csv_manifest(
         skipped=skipped,
         source=f"csv:{csv}",
         masks=masks,
+        strict=strict,
     )
 
 

@@ -29,16 +29,44 @@ Forms
     (:func:`rcvlab.data.filled.read_synset_folders`).
 ``DIR`` / ``FILE.csv``
     A bare existing path: a folder is read as ``voc:DIR``, a ``.csv`` file as ``csv:FILE``.
+
+Options
+-------
+:func:`open_data` takes the options below; one given for a kind of data it does not apply
+to is an error naming the kinds it applies to (:data:`OPTION_KINDS`), never ignored.
+
+``cls``
+    Keep only images of these classes (every kind with classes).
+``strict``
+    Raise at the first defective item (unreadable annotation, missing file or mask, an image
+    whose measure cannot be computed) instead of skipping and listing it: the kinds read from
+    files (``voc``, ``imagenet``, ``csv``, ``folder``, ``janowczyk``, ``labels``,
+    ``synsets``). ``strict=False`` is accepted by every kind.
+``n_per_class``
+    The embedded ``scaleset`` and ``filled`` sets *make* that many images per class. Every
+    other kind *keeps at most* that many per class (after ``cls``), chosen by
+    :func:`rcvlab.data.base.limit_per_class`: a seeded draw without replacement per class,
+    the images then in their original order.
+``seed``
+    The seed of the embedded sets (``scaleset``, ``filled``, ``histo``), which also seeds the
+    ``n_per_class`` draw of ``histo``; for the other kinds only the seed of the
+    ``n_per_class`` draw, so it needs ``n_per_class`` (default 0).
+``size``, ``r_range``
+    :func:`rcvlab.data.scaleset.scaleset` only.
+``patch``, ``n_slides``, ``patches_per_slide_mag``, ``magnifications``
+    :func:`rcvlab.data.histo.histoset` only.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from rcvlab.errors import DataError, UnknownNameError, did_you_mean
 
-from .base import ImageSet
+from .base import ImageSet, limit_per_class
 
 #: The ``--data`` forms, as listed in error messages.
 DATA_FORMS: tuple[str, ...] = (
@@ -58,6 +86,35 @@ DATA_FORMS: tuple[str, ...] = (
 _PREFIXES = ("voc", "imagenet", "csv", "scaleset")
 #: Prefixes of the sources with ImageNet labels (:mod:`rcvlab.data.filled`).
 _LABELLED = ("filled", "labels", "synsets")
+#: Kinds of data read from files (``strict`` applies to them).
+FILE_KINDS: tuple[str, ...] = (
+    "voc",
+    "imagenet",
+    "csv",
+    "folder",
+    "janowczyk",
+    "labels",
+    "synsets",
+)
+#: Embedded kinds, generated offline from a seed.
+EMBEDDED_KINDS: tuple[str, ...] = ("scaleset", "filled", "histo")
+#: An :class:`ImageSet` passed to :func:`open_data` instead of a spec.
+_GIVEN = "ImageSet"
+#: The kinds of data each :func:`open_data` option applies to (``cls`` applies to all).
+OPTION_KINDS: dict[str, tuple[str, ...]] = {
+    "strict": FILE_KINDS,
+    "n_per_class": (*FILE_KINDS, *EMBEDDED_KINDS, _GIVEN),
+    "seed": EMBEDDED_KINDS,
+    "size": ("scaleset",),
+    "r_range": ("scaleset",),
+    "patch": ("histo",),
+    "n_slides": ("histo",),
+    "patches_per_slide_mag": ("histo",),
+    "magnifications": ("histo",),
+}
+_HISTO_SOURCES = ("both", "real", "synthetic")
+#: The command-line spelling of the options the CLI has.
+_FLAGS = {"strict": "--strict", "n_per_class": "--n-per-class", "seed": "--seed"}
 
 
 def _forms() -> str:
@@ -93,50 +150,86 @@ def _embedded_classes(
     return listed if listed is not None else wanted
 
 
-def _open_scaleset(
-    arg: str | None, cls: str | Sequence[str] | None, spec: str, **kw: object
-) -> ImageSet:
-    classes = _embedded_classes(arg, cls, spec)
-    from rcvlab.data.scaleset import scaleset  # lazy: builds images, pulls in extra modules
-
-    return scaleset(classes=classes, **kw)
-
-
-def _open_labelled(
-    kind: str,
-    arg: str | None,
-    cls: str | Sequence[str] | None,
-    spec: str,
-    strict: bool,
-    kw: dict[str, object],
-) -> ImageSet:
-    """``filled[:CLASS,...]``, ``labels:FILE.csv`` and ``synsets:DIR``."""
-    from rcvlab.data import filled as F  # lazy: needs timm's synset list
-
-    if kind == "filled":
-        extra = sorted(set(kw) - {"n_per_class", "seed"})
-        if extra:
-            raise DataError(
-                f"Option(s) {', '.join(extra)} do not apply to --data {spec!r} "
-                "(only n_per_class and seed do); drop them."
-            )
-        return F.filled(_embedded_classes(arg, cls, spec, "filled"), **kw)  # type: ignore[arg-type]
-    if kw:
-        raise DataError(
-            f"Options {', '.join(sorted(kw))} apply only to --data scaleset or filled, "
-            f"not {spec!r}; drop them."
-        )
-    if kind == "labels":
-        ds: ImageSet = F.read_labels_csv(_path(arg or "", spec, "file"), strict=strict)
-    else:
-        ds = F.read_synset_folders(_path(arg or "", spec, "folder"), strict=strict)
-    return _filter_set(ds, cls)
-
-
 def _path(arg: str, spec: str, what: str) -> str:
     if not arg.strip():
         raise DataError(f"--data {spec!r} names no {what}; write e.g. {spec.rstrip(':')}:/data/x.")
     return os.path.expanduser(arg.strip())
+
+
+def _resolve(spec: str) -> tuple[str, str | None]:
+    """The kind of a ``--data`` string and its argument (path, class list or histo part).
+
+    Raises
+    ------
+    UnknownNameError
+        For an unknown prefix or name.
+    DataError
+        For a path that does not exist or is a file but not a ``.csv``.
+    """
+    prefix, sep, tail = spec.partition(":")
+    low = prefix.lower()
+    if sep and low in (*_PREFIXES, *_LABELLED, "folder", "janowczyk"):
+        return low, tail
+    if not sep and spec.lower() in ("scaleset", "filled"):
+        return spec.lower(), None
+    if low == "histo":
+        part = tail.strip().lower() if sep else "both"
+        if part not in _HISTO_SOURCES:
+            raise DataError(
+                f"--data {spec!r}: the histology set has the parts "
+                f"{', '.join(_HISTO_SOURCES)}; write histo, histo:real or histo:synthetic."
+            )
+        return "histo", part
+    if os.path.exists(os.path.expanduser(spec)):
+        p = os.path.expanduser(spec)
+        if os.path.isdir(p):
+            return "voc", p
+        if p.lower().endswith(".csv"):
+            return "csv", p
+        raise DataError(
+            f"--data {spec!r} is a file but not a .csv manifest; "
+            f"pass a folder of VOC/ImageNet XML annotations or a .csv file ({_forms()})."
+        )
+    if sep and "/" not in prefix and os.sep not in prefix:
+        raise UnknownNameError(
+            f"Unknown data source prefix '{prefix}:' in --data {spec!r}."
+            f"{did_you_mean(low, (*_PREFIXES, *_LABELLED, 'folder', 'janowczyk', 'histo'))}"
+            f" Valid forms: {_forms()}."
+        )
+    if "/" in spec or os.sep in spec or spec.startswith(("~", ".")):
+        raise DataError(f"--data path {spec!r} does not exist; check it. Valid forms: {_forms()}.")
+    raise UnknownNameError(
+        f"Unknown data source {spec!r}."
+        f"{did_you_mean(spec.lower(), ['scaleset', 'filled', 'histo', *_PREFIXES])}"
+        f" Valid forms: {_forms()}."
+    )
+
+
+def _check_options(kind: str, spec: str, options: dict[str, Any]) -> None:
+    """Refuse an option that does not apply to ``kind``, a bad ``n_per_class`` or ``seed``."""
+    what = f"--data {spec!r}" if kind != _GIVEN else "a given ImageSet"
+    for name, value in options.items():
+        kinds = OPTION_KINDS.get(name)
+        if kinds is None:
+            raise UnknownNameError(
+                f"Unknown open_data option {name!r}.{did_you_mean(name, OPTION_KINDS)} "
+                f"Options: cls, {', '.join(OPTION_KINDS)}."
+            )
+        if name == "seed" and kind not in kinds and options.get("n_per_class") is not None:
+            continue  # seeds the n_per_class draw
+        if kind not in kinds:
+            also = " (and to any kind with n_per_class)" if name == "seed" else ""
+            flag = f" ({_FLAGS[name]})" if name in _FLAGS else ""
+            raise DataError(
+                f"Option {name}={value!r}{flag} does not apply to {what}; it applies to "
+                f"{', '.join(kinds)} data{also}. Drop it."
+            )
+    for name, low in (("n_per_class", 1), ("seed", 0)):
+        v = options.get(name)
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, numbers.Integral) or int(v) < low
+        ):
+            raise DataError(f"{name} must be a whole number of at least {low} (got {v!r}).")
 
 
 def open_data(
@@ -144,23 +237,34 @@ def open_data(
     *,
     cls: str | Sequence[str] | None = None,
     strict: bool = False,
-    **scaleset_kw: object,
+    n_per_class: int | None = None,
+    seed: int | None = None,
+    **options: Any,
 ) -> ImageSet:
     """Open the data source named by a ``--data`` string (forms in the module docstring).
+
+    Every option is checked against the kind of data before anything is read: one that does
+    not apply (table in the module docstring, :data:`OPTION_KINDS`) raises.
 
     Parameters
     ----------
     spec : str or ImageSet
-        The data spec; an :class:`ImageSet` is returned unchanged (subset to ``cls`` if given).
+        The data spec; an :class:`ImageSet` is returned unchanged (subset to ``cls`` and
+        ``n_per_class`` if given).
     cls : str or sequence of str, optional
         Keep only images of this class (synset or class name): passed to the VOC and CSV
-        readers, and as ``classes`` to the scale set.
+        readers, and as ``classes`` to the embedded sets.
     strict : bool
-        Raise at the first defective item instead of skipping it (VOC and CSV sources).
-    **scaleset_kw
-        Passed to :func:`rcvlab.data.scaleset.scaleset` (``n_per_class``, ``seed``, ``size``)
-        or :func:`rcvlab.data.filled.filled` (``n_per_class``, ``seed``); rejected for other
-        sources.
+        Raise at the first defective item instead of skipping it (data read from files).
+    n_per_class : int, optional
+        Images per class: made by ``scaleset`` and ``filled``, at most this many kept (a
+        seeded draw, :func:`rcvlab.data.base.limit_per_class`) for every other kind.
+    seed : int, optional
+        Seed of the embedded sets, and of the ``n_per_class`` draw (default 0).
+    **options
+        ``size``, ``r_range`` (:func:`rcvlab.data.scaleset.scaleset`); ``patch``,
+        ``n_slides``, ``patches_per_slide_mag``, ``magnifications``
+        (:func:`rcvlab.data.histo.histoset`).
 
     Returns
     -------
@@ -170,80 +274,74 @@ def open_data(
     Raises
     ------
     UnknownNameError
-        For an unknown ``PREFIX:`` or a name that is neither a form nor an existing path.
+        For an unknown ``PREFIX:``, a name that is neither a form nor an existing path, or an
+        unknown option.
     DataError
-        For a path that does not exist or is neither a folder nor a ``.csv`` file, or any
-        error of the reader.
+        For an option that does not apply to the kind of data, ``n_per_class < 1``, a path
+        that does not exist or is neither a folder nor a ``.csv`` file, or any error of the
+        reader.
     """
+    given: dict[str, Any] = dict(options)
+    if strict:
+        given["strict"] = True
+    if n_per_class is not None:
+        given["n_per_class"] = n_per_class
+    if seed is not None:
+        given["seed"] = seed
     if isinstance(spec, ImageSet):
-        return _filter_set(spec, cls)
+        _check_options(_GIVEN, "", given)
+        return _limit(_filter_set(spec, cls), n_per_class, seed)
     if not isinstance(spec, str):
         raise DataError(f"--data must be a string such as 'voc:DIR', got {type(spec).__name__}.")
     spec = spec.strip()
-    prefix, sep, tail = spec.partition(":")
-    arg: str | None = tail
-    kind = ""
-    if prefix.lower() in _LABELLED and (sep or prefix.lower() == "filled"):
-        return _open_labelled(
-            prefix.lower(), tail if sep else None, cls, spec, strict, dict(scaleset_kw)
-        )
-    if sep and prefix.lower() in _PREFIXES:
-        kind = prefix.lower()
-    elif not sep and spec.lower() == "scaleset":
-        kind, arg = "scaleset", None
-    elif sep and prefix.lower() in ("folder", "janowczyk"):
-        from rcvlab.data.folder import read_patch_folders
+    kind, arg = _resolve(spec)
+    _check_options(kind, spec, given)
+    n = None if n_per_class is None else int(n_per_class)
 
-        return _filter_set(read_patch_folders(tail), cls)
-    elif spec.lower() in ("histo", "histo:real", "histo:synthetic", "histo:both"):
+    if kind == "scaleset":
+        from rcvlab.data.scaleset import scaleset  # lazy: builds images, pulls in extra modules
+
+        gen = {k: v for k, v in given.items() if k != "strict"}
+        return scaleset(classes=_embedded_classes(arg, cls, spec), **gen)
+    if kind == "filled":
+        from rcvlab.data.filled import filled  # lazy: needs timm's synset list
+
+        gen = {k: v for k, v in given.items() if k != "strict"}
+        return filled(_embedded_classes(arg, cls, spec, "filled"), **gen)
+    if kind == "histo":
         from rcvlab.data.histo import histoset
 
-        source = tail.lower() if sep else "both"
-        ds = histoset(source=source, **scaleset_kw)  # type: ignore[arg-type]
+        ds: ImageSet = histoset(source=arg or "both", **options, seed=seed or 0)
         ds.source = spec
-        return _filter_set(ds, cls)
-    elif os.path.exists(os.path.expanduser(spec)):
-        p = os.path.expanduser(spec)
-        if os.path.isdir(p):
-            kind, arg = "voc", p
-        elif p.lower().endswith(".csv"):
-            kind, arg = "csv", p
-        else:
-            raise DataError(
-                f"--data {spec!r} is a file but not a .csv manifest; "
-                f"pass a folder of VOC/ImageNet XML annotations or a .csv file ({_forms()})."
-            )
-    elif sep and "/" not in prefix and os.sep not in prefix:
-        raise UnknownNameError(
-            f"Unknown data source prefix '{prefix}:' in --data {spec!r}."
-            f"{did_you_mean(prefix.lower(), (*_PREFIXES, *_LABELLED))} Valid forms: {_forms()}."
-        )
-    elif "/" in spec or os.sep in spec or spec.startswith(("~", ".")):
-        raise DataError(f"--data path {spec!r} does not exist; check it. Valid forms: {_forms()}.")
-    else:
-        raise UnknownNameError(
-            f"Unknown data source {spec!r}."
-            f"{did_you_mean(spec.lower(), ['scaleset', 'filled', *_PREFIXES])}"
-            f" Valid forms: {_forms()}."
-        )
+        return _limit(_filter_set(ds, cls), n, seed)
+    if kind in ("labels", "synsets"):
+        from rcvlab.data import filled as F
 
-    if kind != "scaleset" and scaleset_kw:
-        raise DataError(
-            f"Options {', '.join(sorted(scaleset_kw))} apply only to --data scaleset, "
-            f"not {spec!r}; drop them."
-        )
-    if kind == "scaleset" or arg is None:
-        return _open_scaleset(arg, cls, spec, **scaleset_kw)
+        if kind == "labels":
+            ds = F.read_labels_csv(_path(arg or "", spec, "file"), strict=strict)
+        else:
+            ds = F.read_synset_folders(_path(arg or "", spec, "folder"), strict=strict)
+        return _limit(_filter_set(ds, cls), n, seed)
+    if kind in ("folder", "janowczyk"):
+        from rcvlab.data.folder import read_patch_folders
+
+        ds = read_patch_folders(_path(arg or "", spec, "folder"), strict=strict)
+        return _limit(_filter_set(ds, cls), n, seed)
     if kind in ("voc", "imagenet"):
         from .voc import read_voc
 
-        ds: ImageSet = read_voc(_path(arg, spec, "folder"), cls=cls, strict=strict)
+        ds = read_voc(_path(arg or "", spec, "folder"), cls=cls, strict=strict)
         if kind == "imagenet":
             ds.source = "imagenet:" + ds.source.partition(":")[2]
-        return ds
+        return _limit(ds, n, seed)
     from .manifest import read_csv_manifest
 
-    return read_csv_manifest(_path(arg, spec, "file"), cls=cls, strict=strict)
+    ds = read_csv_manifest(_path(arg or "", spec, "file"), cls=cls, strict=strict)
+    return _limit(ds, n, seed)
+
+
+def _limit(ds: ImageSet, n: int | None, seed: int | None) -> ImageSet:
+    return ds if n is None else limit_per_class(ds, n, seed=seed or 0)
 
 
 def _filter_set(ds: ImageSet, cls: str | Sequence[str] | None) -> ImageSet:
@@ -265,4 +363,4 @@ def _filter_set(ds: ImageSet, cls: str | Sequence[str] | None) -> ImageSet:
     return ds.subset(idx)
 
 
-__all__ = ["DATA_FORMS", "open_data"]
+__all__ = ["DATA_FORMS", "EMBEDDED_KINDS", "FILE_KINDS", "OPTION_KINDS", "open_data"]

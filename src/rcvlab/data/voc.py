@@ -22,6 +22,16 @@ relative error of about ``1 / w_b`` on each side. Coordinates may be fractional.
 A box may overhang the image by at most one pixel (``-1 <= xmin`` and ``xmax <= width + 1``),
 which covers both conventions' edge cases; it is then clipped to ``[0, width] x [0, height]``,
 so ``0 < r <= 1`` always. Boxes further outside are skipped as "box outside the image".
+
+EXIF orientation
+----------------
+Images are loaded upright (:func:`rcvlab.data.base.read_rgb` applies the EXIF orientation
+tag), but a box is read in the grid of the XML's ``<size>``, or, when that is missing, of the
+*stored* pixel grid (the file header, tag not applied). PASCAL VOC and ImageNet were
+annotated in tools that showed the stored grid (browsers and Qt ignored the tag then), and
+the ratio does not depend on the choice: a rotation or flip of the whole grid moves the box
+with it and keeps both areas, and a 90-degree turn swaps width and height of image and box
+alike. Only the bounds check depends on the grid, and it uses the XML's own ``<size>``.
 """
 
 from __future__ import annotations
@@ -440,6 +450,7 @@ def read_voc(
         groups=None,
         skipped=skipped,
         source=f"voc:{rootp}",
+        strict=strict,
     )
 
 

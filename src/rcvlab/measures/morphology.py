@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops
-from skimage.morphology import closing
+from skimage.morphology import closing, remove_small_objects
 from skimage.segmentation import clear_border
 
 from rcvlab.errors import DataError
@@ -129,14 +129,11 @@ def nuclei_labels(mask: Any) -> np.ndarray:
     fg = binarise_mask(mask)
     fg = closing(fg, footprint=CLOSING_FOOTPRINT)
     fg = clear_border(fg)
-    labels = label(fg)
-    areas = np.bincount(labels.ravel())
-    small = areas < MIN_NUCLEUS_AREA
-    small[0] = False
-    if small.any():
-        labels[small[labels]] = 0
-        labels = label(labels > 0)
-    return labels
+    # max_size removes objects of *at most* that many pixels (scikit-image >= 0.26; the
+    # deprecated min_size removed those strictly smaller); connectivity 2 is the 8-connected
+    # labelling below, so the objects removed are exactly the labelled regions below 3 px
+    fg = remove_small_objects(fg, max_size=MIN_NUCLEUS_AREA - 1, connectivity=2)
+    return label(fg, connectivity=2)
 
 
 def nuclei_regions(mask: Any) -> list[RegionProperties]:
@@ -145,8 +142,9 @@ def nuclei_regions(mask: Any) -> list[RegionProperties]:
     Otsu threshold (see :func:`binarise_mask` for boolean, binary and constant masks),
     closing with a 2 x 2 square (:func:`skimage.morphology.closing`, which joins objects
     1 pixel apart), objects touching the border cleared
-    (:func:`skimage.segmentation.clear_border`), 8-connected components labelled
-    (:func:`skimage.measure.label`'s default in 2-D), regions of fewer than 3 pixels dropped.
+    (:func:`skimage.segmentation.clear_border`), 8-connected objects of fewer than 3 pixels
+    removed (:func:`skimage.morphology.remove_small_objects` with ``max_size=2``), and the
+    rest labelled, 8-connected (:func:`skimage.measure.label`).
 
     Parameters
     ----------
