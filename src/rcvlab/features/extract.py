@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -12,13 +13,23 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from rcvlab.data.base import ArrayImageSet, ImageSet, Skip
+from rcvlab.data.base import ArrayImageSet, ImageSet, Skip, to_rgb
 from rcvlab.errors import DataError, RcvlabError
-from rcvlab.features.cache import FeatureCache, cache_key
-from rcvlab.features.hooks import capture
+from rcvlab.features.cache import (
+    CacheError,
+    CacheMiss,
+    FeatureCache,
+    cache_key,
+    check_cache_dir,
+)
+from rcvlab.features.hooks import Pool, capture
 from rcvlab.features.pooling import get_pooling, layer_pools
+from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model, load_model
 from rcvlab.progress import progress_bar
+
+# Passes of compute-missing-then-read before a cache that keeps losing files is an error.
+_CACHE_PASSES = 4
 
 
 class FeatureSet(dict[str, np.ndarray]):
@@ -36,7 +47,8 @@ class FeatureSet(dict[str, np.ndarray]):
         Images that went through the network in this call (0 when read from the cache).
     positions : dict of str to int
         With ``pooling="corrected-gap"``: positions averaged per layer. A layer with 0 has
-        no position free of padding at this input size; its features are NaN.
+        no position free of padding at this input size; its features are NaN. Empty for
+        ``gap`` and ``max`` (every position is used).
     """
 
     valid: np.ndarray
@@ -81,7 +93,7 @@ def as_image_set(data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray
     if isinstance(data, Sequence):
         return ArrayImageSet(
             [
-                np.asarray(im.convert("RGB")) if isinstance(im, Image.Image) else np.asarray(im)
+                np.asarray(to_rgb(im)) if isinstance(im, Image.Image) else np.asarray(im)
                 for im in data
             ]
         )
@@ -127,9 +139,12 @@ def extract_features(
         Overrides the model's input size (required for a plain module).
     cache_dir : path, optional
         Cache root. A second call with the same model, weights, layers, preprocessing and
-        data reads the cache and runs no forward pass; an interrupted call resumes.
+        data reads the cache and runs no forward pass; an interrupted call resumes. Checked
+        to be writable before any work (:func:`rcvlab.features.cache.check_cache_dir`); a
+        cache file that cannot be read is logged in one line, moved aside and recomputed.
     device : str, optional
-        Default: ``cuda`` when available, else ``cpu``.
+        Default: ``cuda`` when available, else ``cpu``. Checked first, also when the
+        features come from the cache.
     shard : (start, stop), optional
         Compute only images ``[start, stop)`` into the cache (needs ``cache_dir``); other
         processes may compute other shards. The full set is merged by a call without
@@ -145,14 +160,25 @@ def extract_features(
     -------
     FeatureSet
         ``{layer: (n, d)}`` for the whole set, or for the shard's rows with ``shard``.
+
+    Raises
+    ------
+    RcvlabError
+        A device that does not exist here, or a bad option (before any work).
+    CacheError
+        A cache folder that cannot be written (checked before any work) or a cache write
+        that fails on the way (full disk: what is computed so far stays cached).
+    DataError
+        No images, or none readable; with ``strict``, the first unreadable one.
     """
+    dev = choose_device(device)
+    if cache_dir is not None:
+        check_cache_dir(cache_dir)
     if not isinstance(model, Model):
         model = load_model(
             model, input_size=input_size, layers=None if layers in (None, "all") else list(layers)
         )
     elif input_size is not None and input_size != model.input_size:
-        from dataclasses import replace
-
         model = replace(model, preprocessing=replace(model.preprocessing, input_size=input_size))
     images = as_image_set(data)
     n = len(images)
@@ -179,67 +205,57 @@ def extract_features(
     }
     key = cache_key(payload)
     names = [s.name for s in specs]
-    cache = None
-    if cache_dir is not None:
-        cache = FeatureCache(cache_dir, key, n, names, meta={**payload, "source": images.source})
-    todo = cache.missing(start, stop) if cache is not None else [(start, stop)]
-    total = sum(b - a for a, b in todo)
-
-    mem: dict[str, np.ndarray] = {}
-    mem_valid = np.zeros(n, dtype=bool)
-    mem_skipped: dict[int, Skip] = {}
-    done = 0
     pool, linear, positions = layer_pools(pooling, model.module, specs, model.input_size)
-    if total:
-        dev = choose_device(device)
-        module = model.module.to(dev)
-        if channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        module.eval()
-        bar = progress_bar(progress, total, f"extract {model.name} ({model.weights})")
-        batches = [(i0, min(i0 + batch_size, b)) for a, b in todo for i0 in range(a, b, batch_size)]
-        # Decoding and preprocessing of batch k+1 run in a thread while batch k is in the
-        # network (torch releases the GIL), so the forward pass is not kept waiting.
-        pool_ex = ThreadPoolExecutor(max_workers=1)
-        load = partial(_load_batch, model, images, resize=resize, strict=strict)
-        try:
-            with (
-                capture(module, specs, pool, linear=linear) as out,
-                torch.inference_mode(),
-                bar as tick,
-            ):
-                pending = pool_ex.submit(load, *batches[0])
-                for k, (i0, i1) in enumerate(batches):
-                    x, ok_idx, skipped = pending.result()
-                    if k + 1 < len(batches):
-                        pending = pool_ex.submit(load, *batches[k + 1])
-                    feats = _forward(
-                        module, x, ok_idx, i1 - i0, out, names, dev, channels_last, model.name
-                    )
-                    valid = np.zeros(i1 - i0, dtype=bool)
-                    valid[ok_idx] = True
-                    if cache is not None:
-                        cache.write_chunk(i0, i1, feats, valid, skipped)
-                    else:
-                        for name, v in feats.items():
-                            if name not in mem:
-                                mem[name] = np.full((n, v.shape[1]), np.nan, dtype=np.float32)
-                            mem[name][i0:i1] = v
-                        mem_valid[i0:i1] = valid
-                        mem_skipped.update(skipped)
-                    done += i1 - i0
-                    tick(i1 - i0)
-        finally:
-            pool_ex.shutdown(wait=True, cancel_futures=True)
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+    run = partial(
+        _run_batches,
+        model,
+        images,
+        names=names,
+        specs=specs,
+        pool=pool,
+        linear=linear,
+        dev=dev,
+        batch_size=batch_size,
+        resize=resize,
+        strict=strict,
+        progress=progress,
+        channels_last=channels_last,
+    )
 
-    if cache is not None:
-        if shard is None:
-            cache.merge()
-        feats, valid, skipped = cache.read(start, stop)
+    if cache_dir is None:
+        mem: dict[str, np.ndarray] = {}
+        valid = np.zeros(n, dtype=bool)
+        skipped: dict[int, Skip] = {}
+
+        def keep(i0: int, i1: int, f: dict[str, np.ndarray], v: np.ndarray, s: dict) -> None:
+            for name, arr in f.items():
+                if name not in mem:
+                    mem[name] = np.full((n, arr.shape[1]), np.nan, dtype=np.float32)
+                mem[name][i0:i1] = arr
+            valid[i0:i1] = v
+            skipped.update(s)
+
+        done = run([(start, stop)], keep)
+        feats = mem
     else:
-        feats, valid, skipped = mem, mem_valid, mem_skipped
+        cache = FeatureCache(cache_dir, key, n, names, meta={**payload, "source": images.source})
+        done = 0
+        # Each pass computes what is missing; a file found unreadable (moved aside) or taken
+        # away by another process's merge sends us round again.
+        for _ in range(_CACHE_PASSES):
+            done += run(cache.missing(start, stop), cache.write_chunk)
+            try:
+                if shard is None:
+                    cache.merge()
+                feats, valid, skipped = cache.read(start, stop)
+                break
+            except CacheMiss:
+                continue
+        else:
+            raise CacheError(
+                f"The feature cache {cache.dir} kept losing or corrupting files while it was "
+                "read; check the disk, or run without a cache (--cache-dir none)."
+            )
     result = FeatureSet((k, feats[k]) for k in names if k in feats)
     if len(result) != len(names):
         raise DataError(
@@ -254,10 +270,90 @@ def extract_features(
     return result
 
 
-def _load_batch(
+Sink = Callable[[int, int, dict[str, np.ndarray], np.ndarray, dict[int, Skip]], None]
+
+
+def _run_batches(
+    model: Model,
+    images: ImageSet,
+    todo: list[tuple[int, int]],
+    sink: Sink,
+    *,
+    names: list[str],
+    specs: Sequence[LayerSpec],
+    pool: dict[str, Pool],
+    linear: bool,
+    dev: torch.device,
+    batch_size: int,
+    resize: str,
+    strict: bool,
+    progress: bool | Callable[[int, int], None],
+    channels_last: bool,
+) -> int:
+    """Forward the index ranges ``todo`` batch by batch, handing each batch to ``sink``.
+
+    Returns the number of images that went through the network.
+    """
+    total = sum(b - a for a, b in todo)
+    if not total:
+        return 0
+    module = model.module.to(dev)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    module.eval()
+    bar = progress_bar(progress, total, f"extract {model.name} ({model.weights})")
+    batches = [(i0, min(i0 + batch_size, b)) for a, b in todo for i0 in range(a, b, batch_size)]
+    # Decoding and preprocessing of batch k+1 run in a thread while batch k is in the
+    # network (torch releases the GIL), so the forward pass is not kept waiting.
+    pool_ex = ThreadPoolExecutor(max_workers=1)
+    load = partial(load_batch, model, images, resize=resize, strict=strict)
+    try:
+        with (
+            capture(module, specs, pool, linear=linear) as out,
+            torch.inference_mode(),
+            bar as tick,
+        ):
+            pending = pool_ex.submit(load, *batches[0])
+            for k, (i0, i1) in enumerate(batches):
+                x, ok_idx, skipped = pending.result()
+                if k + 1 < len(batches):
+                    pending = pool_ex.submit(load, *batches[k + 1])
+                feats = _forward(
+                    module, x, ok_idx, i1 - i0, out, names, dev, channels_last, model.name
+                )
+                valid = np.zeros(i1 - i0, dtype=bool)
+                valid[ok_idx] = True
+                sink(i0, i1, feats, valid, skipped)
+                tick(i1 - i0)
+    finally:
+        pool_ex.shutdown(wait=True, cancel_futures=True)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return total
+
+
+def load_batch(
     model: Model, images: ImageSet, i0: int, i1: int, *, resize: str, strict: bool
 ) -> tuple[torch.Tensor | None, list[int], dict[int, Skip]]:
-    """Read and preprocess images ``[i0, i1)``; unreadable ones are listed, not fatal."""
+    """Read and preprocess images ``[i0, i1)``; unreadable ones are listed, not fatal.
+
+    Parameters
+    ----------
+    model : Model
+        Its preprocessing is applied.
+    images : ImageSet
+    i0, i1 : int
+        The range of images.
+    resize : {"resize", "crop"}
+    strict : bool
+        Raise on the first unreadable image instead of listing it.
+
+    Returns
+    -------
+    (x, ok_idx, skipped)
+        The ``(k, 3, H, W)`` batch of the readable images (None if there is none), their
+        positions within the range, and ``{index in the data set: Skip}`` for the others.
+    """
     pil, ok_idx, skipped = [], [], {}
     for i in range(i0, i1):
         try:
@@ -358,5 +454,6 @@ __all__ = [
     "choose_device",
     "extract_features",
     "layer_dims",
+    "load_batch",
     "one_layer",
 ]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 
 from rcvlab.errors import RcvlabError
-from rcvlab.features.pooling import Pool
 from rcvlab.models.layers import LayerSpec
+
+# A layer's output (n, c, ...) -> one vector per image (n, c). Defined here, not in
+# pooling.py: pooling needs receptive, which needs capture, so hooks.py imports neither.
+Pool = Callable[[torch.Tensor], torch.Tensor]
 
 
 @contextmanager
@@ -104,4 +107,4 @@ def _residual_sum_hooks(
     return hs
 
 
-__all__ = ["capture"]
+__all__ = ["Pool", "capture"]

@@ -13,16 +13,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from rcvlab.errors import UnknownNameError, did_you_mean
+from rcvlab.features.hooks import Pool
+from rcvlab.features.receptive import padding_masks
 from rcvlab.models.layers import LayerSpec
-
-Pool = Callable[[torch.Tensor], torch.Tensor]
 
 
 def gap(x: torch.Tensor) -> torch.Tensor:
@@ -116,22 +116,32 @@ def layer_pools(
 ) -> tuple[dict[str, Pool], bool, dict[str, int]]:
     """The pooling of every layer for an input of ``size`` pixels.
 
+    Parameters
+    ----------
+    name : {"gap", "corrected-gap", "max"}
+    module : torch.nn.Module
+        The network (for corrected GAP's padding masks; weights do not matter).
+    specs : sequence of LayerSpec
+    size : int or (int, int)
+        Input height and width in pixels.
+
     Returns
     -------
     pools : dict of str to callable
     linear : bool
         Whether the pooling is linear (required for ResNet residual sums).
     positions : dict of str to int
-        Positions averaged per layer (all of them for ``gap``; -1 for ``max``).
+        For ``corrected-gap``: the positions averaged per layer (0: none at this input size,
+        the layer's features are NaN). Empty for ``gap`` and ``max``, which use every
+        position (readers take a missing layer as "not counted", e.g.
+        ``positions.get(layer, -1)``).
     """
     pool, linear = get_pooling(name)
     if pool is not None:
         return {s.name: pool for s in specs}, linear, {}
-    from rcvlab.features.receptive import padding_masks
-
     masks = padding_masks(module, specs, size)
     pools = {s.name: corrected_gap(masks[s.name]) for s in specs}
     return pools, linear, {k: int(v.sum()) for k, v in masks.items()}
 
 
-__all__ = ["POOLINGS", "corrected_gap", "gap", "get_pooling", "gmp", "layer_pools"]
+__all__ = ["POOLINGS", "Pool", "corrected_gap", "gap", "get_pooling", "gmp", "layer_pools"]

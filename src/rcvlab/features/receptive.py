@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from rcvlab.errors import RcvlabError
+from rcvlab.features.hooks import capture
 from rcvlab.models.layers import LayerSpec
 
 _NAN = float("nan")
@@ -187,8 +188,6 @@ def padding_masks(
     key = (architecture_key(module), h, w, tuple((s.name, s.module, s.kind) for s in specs))
     if key in _MASKS:
         return {k: v.copy() for k, v in _MASKS[key].items()}
-    from rcvlab.features.hooks import capture
-
     was_training = module.training
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")

@@ -27,7 +27,8 @@ from rcvlab.models.layers import (
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_RESAMPLE = {
+#: PIL resampling filters by name (the preprocessing's ``interpolation``).
+RESAMPLE = {
     "bilinear": Image.BILINEAR,
     "bicubic": Image.BICUBIC,
     "lanczos": Image.LANCZOS,
@@ -56,7 +57,7 @@ class Preprocessing:
     def __call__(self, images: Sequence[Image.Image], mode: str = "resize") -> torch.Tensor:
         """Return a float32 ``(n, 3, S, S)`` batch from RGB PIL images."""
         s = self.input_size
-        resample = _RESAMPLE[self.interpolation]
+        resample = RESAMPLE[self.interpolation]
         arrays = []
         for im in images:
             if mode == "resize":
@@ -400,6 +401,7 @@ def as_model(model: str | Model | nn.Module, weights: str = "imagenet", seed: in
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "RESAMPLE",
     "Model",
     "Preprocessing",
     "as_model",
