@@ -9,8 +9,11 @@ OLS(y, add_constant(Z)).fit()`` (its default ``pinv`` method). The naive way is 
 runs on a subset of repetitions and its time is extrapolated to all of them (said so in the
 output); the R² of the two on those repetitions are compared.
 
-Usage: ``python bench/probe.py [--quick] [--reps 25] [--baseline-reps 3]``. The last line is
-``time_s=... baseline_s=... speedup=...``.
+With ``--min-std M`` both sides use the standardisation guard (the naive side clips
+``StandardScaler``'s scale at ``M`` x the median std of the non-constant columns by hand).
+
+Usage: ``python bench/probe.py [--quick] [--reps 25] [--baseline-reps 3] [--min-std M]``. The
+last line is ``time_s=... baseline_s=... speedup=...``.
 """
 
 from __future__ import annotations
@@ -53,9 +56,19 @@ def make_features(
     return feats, y
 
 
-def naive_r2(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+def naive_r2(
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    min_std: float | None = None,
+) -> float:
     """One repetition the straightforward way (statsmodels OLS on standardised features)."""
     sc = StandardScaler().fit(X[train])
+    if min_std:
+        std = np.sqrt(sc.var_)
+        varying = std > 0
+        sc.scale_ = np.where(varying, np.maximum(std, min_std * np.median(std[varying])), 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sm.OLS(y[train], sm.add_constant(sc.transform(X[train]))).fit()
@@ -70,6 +83,7 @@ def main() -> None:
     ap.add_argument("--baseline-reps", type=int, default=3, help="naive reps actually run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=None)
+    ap.add_argument("--min-std", type=float, default=None, help="standardisation guard")
     args = ap.parse_args()
     reps = 5 if args.quick else args.reps
     base_reps = 1 if args.quick else min(args.baseline_reps, reps)
@@ -81,13 +95,22 @@ def main() -> None:
 
     probe_layers({"w": feats["layer00"]}, y, reps=1, shuffled=False)  # warm-up (imports)
     t0 = time.perf_counter()
-    res = probe_layers(feats, y, reps=reps, shuffled=False, seed=args.seed, n_jobs=args.n_jobs)
+    res = probe_layers(
+        feats,
+        y,
+        reps=reps,
+        shuffled=False,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        min_std=args.min_std,
+    )
     ours = time.perf_counter() - t0
     print(f"probe_layers: {ours:.2f} s for {len(feats) * reps} fits")
     for s in res.profiles["model"]:
         print(
             f"  {s.layer}  d={s.dim:5d}  R2 {s.r2_mean:8.3f} +- {s.r2_std:.3f}"
-            f"  [{s.r2_ci95[0]:.3f}, {s.r2_ci95[1]:.3f}]  constant={s.n_constant}"
+            f"  [{s.r2_ci95[0]:.3f}, {s.r2_ci95[1]:.3f}]  median {s.r2_median:8.3f}"
+            f"  constant={s.n_constant} floored={s.n_floored}"
         )
 
     # The same splits as probe_layers draws them (one SeedSequence child per class).
@@ -97,7 +120,7 @@ def main() -> None:
     max_diff = 0.0
     for name, X in feats.items():
         for r, (tr, te) in enumerate(splits):
-            r2 = naive_r2(X.astype(np.float64), y, tr, te)
+            r2 = naive_r2(X.astype(np.float64), y, tr, te, args.min_std)
             max_diff = max(max_diff, abs(r2 - res.score(name).r2[r]))
     measured = time.perf_counter() - t0
     baseline = measured * reps / base_reps

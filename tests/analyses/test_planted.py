@@ -1,12 +1,14 @@
 """A planted concept end to end: images -> one-pass features -> RCV profile."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
 from rcvlab import extract_features, load_model, probe_layers
 from rcvlab.analyses import layer_profile
 from rcvlab.data.base import ArrayImageSet
+from rcvlab.errors import DataError, RcvlabError
 
 
 class Planted(nn.Module):
@@ -78,3 +80,72 @@ def test_layer_profile_runs_both_baselines_with_classes():
     assert [s.layer for s in res.profiles["random"]] == ["noise", "concept"]
     again = layer_profile(m, data, measure="level", reps=3, seed=1)
     assert again.to_dict()["profiles"] == res.to_dict()["profiles"]  # same seed, same output
+
+
+def _counting_model(net: nn.Module):
+    """The planted model with a forward hook that counts every forward pass."""
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    m = load_model(net, input_size=32, layers=["noise", "concept"], mean=(0, 0, 0), std=(1, 1, 1))
+    return m, calls
+
+
+@pytest.mark.parametrize(
+    ("measure", "classes", "message"),
+    [
+        (np.full(40, 0.3), None, r"constant \(value 0.3\) over all images"),
+        (np.full(40, np.nan), None, r"no value \(all NaN\) for the 40 images"),
+        (np.r_[np.inf, np.linspace(0, 1, 39)], None, "infinite for 1 image"),
+        (np.r_[np.full(34, np.nan), np.linspace(0, 1, 6)], None, "only 6 usable images"),
+        (
+            np.r_[np.linspace(0, 1, 36), np.full(4, np.nan)],
+            np.repeat(["a", "b"], 20),
+            r"only 16 usable images for class 'b' \(need at least 17\); 4 excluded",
+        ),
+    ],
+)
+def test_bad_measure_is_found_before_any_forward_pass(measure, classes, message):
+    imgs, _ = planted_images(40)
+    data = ArrayImageSet(imgs, {"level": measure}, classes=classes)
+    m, calls = _counting_model(Planted().eval())
+    with pytest.raises(DataError, match=message):
+        layer_profile(
+            m, data, measure="level", reps=2, min_images=17 if classes is not None else 10
+        )
+    assert calls == []  # no image went through the network
+    # a good measure does run the network (the spy works)
+    good = ArrayImageSet(imgs, {"level": np.linspace(0, 1, 40)})
+    layer_profile(m, good, measure="level", reps=2, baselines=())
+    assert len(calls) > 0
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"min_std": -1.0}, "min_std must be a number"),
+        ({"regressor": "olss"}, "Did you mean 'ols'"),
+        ({"reps": 0}, "reps must be a positive integer"),
+        ({"min_images": 1}, "min_images must be an integer"),
+        ({"layers": ["consept"]}, "Unknown layer 'consept'.*Did you mean 'concept'"),
+    ],
+)
+def test_bad_options_are_found_before_any_forward_pass(option, message):
+    imgs, y = planted_images(40)
+    m, calls = _counting_model(Planted().eval())
+    with pytest.raises(RcvlabError, match=message):
+        layer_profile(m, ArrayImageSet(imgs, {"level": y}), measure="level", **option)
+    assert calls == []
+
+
+def test_layer_profile_guard_and_provenance():
+    imgs, y = planted_images(60)
+    data = ArrayImageSet(imgs, {"level": y})
+    m = load_model(
+        Planted().eval(), input_size=32, layers=["noise", "concept"], mean=(0, 0, 0), std=(1, 1, 1)
+    )
+    res = layer_profile(m, data, measure="level", reps=3, min_std=0.05, command="rcvlab probe x")
+    assert res.min_std == 0.05
+    assert res.meta["command"] == "rcvlab probe x" == res.command
+    assert res.meta["data_fingerprint"] == data.fingerprint() and res.meta["seed"] == 0
+    assert res.best_layer == "concept"
+    assert all(s.n_floored >= 0 for s in res.profiles["model"])

@@ -243,3 +243,121 @@ def test_shape_errors():
     rcv = fit_rcv(*_data(30, 4)[:2])
     with pytest.raises(DataError, match="columns"):
         rcv.predict(np.ones((2, 3)))
+
+
+# -- the min_std standardisation guard ------------------------------------------------------
+
+
+def _near_constant(n: int = 40, d: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features that all carry y, except column 0 (barely varies, one outlier at row 7) and
+    column 1 (exactly constant: dropped, so it must not enter the median)."""
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(0, 1, n)
+    X = np.outer(y, rng.standard_normal(d)) + 0.05 * rng.standard_normal((n, d))
+    X[:, 0] = 1e-3 * rng.standard_normal(n)
+    X[7, 0] = 1.0
+    X[:, 1] = 2.0
+    return X, y
+
+
+def _clipped_scaler(X: np.ndarray, min_std: float) -> StandardScaler:
+    """scikit-learn's StandardScaler with each scale clipped below at min_std x the median
+    std of the non-constant columns (computed here by hand, not by rcvlab)."""
+    sc = StandardScaler().fit(X)
+    std = np.sqrt(sc.var_)
+    varying = std > 0
+    floor = min_std * np.median(std[varying])
+    sc.scale_ = np.where(varying, np.maximum(std, floor), 1.0)
+    return sc
+
+
+@pytest.mark.parametrize("min_std", [0.01, 0.1, 0.5])
+def test_guard_standardisation_equals_clipped_standard_scaler(min_std, ols_path):
+    X, y = _near_constant()
+    train = np.setdiff1d(np.arange(40), [7, 8, 9])  # the outlier row is a test row
+    sc = _clipped_scaler(X[train], min_std)
+    mean, scale, keep, n_floored = fitmod.standardisation(X[train], min_std)
+    assert keep.tolist() == [True, False] + [True] * 58
+    np.testing.assert_allclose(scale[keep], sc.scale_[keep], rtol=1e-12)
+    np.testing.assert_allclose(mean, sc.mean_, rtol=1e-12, atol=1e-15)
+    assert n_floored == int(np.sum(np.sqrt(sc.var_)[keep] < sc.scale_[keep]))
+    assert n_floored >= 1  # column 0 at least
+    # The OLS fit on the clipped standardisation: statsmodels' pinv on the same design.
+    Z = sc.transform(X[train])[:, keep]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = sm.OLS(y[train], sm.add_constant(Z)).fit(method="pinv")
+    Zt = sc.transform(X[[7, 8, 9]])[:, keep]
+    rcv = fit_rcv(X[train], y[train], min_std=min_std)
+    np.testing.assert_allclose(rcv.scale_, np.where(keep, sc.scale_, 1.0), rtol=1e-12)
+    np.testing.assert_allclose(
+        rcv.predict(X[[7, 8, 9]]), ref.predict(sm.add_constant(Zt, has_constant="add")), atol=1e-6
+    )
+    assert rcv.n_floored == n_floored
+
+
+def test_guard_with_ridge_and_lasso_equals_sklearn_on_clipped_scale():
+    X, y = _near_constant(60, 30, seed=1)
+    tr, te = slice(10, 60), slice(0, 10)  # the outlier row 7 is a test row
+    sc = _clipped_scaler(X[tr], 0.2)
+    keep = np.sqrt(sc.var_) > 0
+    Z, Zt = sc.transform(X[tr])[:, keep], sc.transform(X[te])[:, keep]
+    ridge = Ridge(alpha=2.0).fit(Z, y[tr])
+    lasso = Lasso(alpha=0.01, max_iter=10_000, tol=1e-4).fit(Z, y[tr])
+    for reg, alpha, ref in [("ridge", 2.0, ridge), ("lasso", 0.01, lasso)]:
+        rcv = fit_rcv(X[tr], y[tr], reg, alpha, min_std=0.2)
+        np.testing.assert_allclose(rcv.coef[keep], ref.coef_, atol=1e-6)
+        np.testing.assert_allclose(rcv.predict(X[te]), ref.predict(Zt), atol=1e-6)
+        pred, n_const, n_floor, _ = fitmod.fit_predictions(
+            X[tr], y[tr, None], X[te], reg, alpha, 0.2
+        )
+        np.testing.assert_allclose(pred[:, 0], ref.predict(Zt), atol=1e-6)
+        assert n_const == 1 and n_floor == rcv.n_floored >= 1
+
+
+def test_guard_keeps_an_outlier_split_sane():
+    """Column 0 barely varies on the training rows; the test row 7 has it at 1000 training
+    stds. The min-norm fit puts weight on it, and without the guard that one image costs
+    the split its R²; floored at 0.1 x the median std it does not."""
+    X, y = _near_constant()
+    train, test = np.setdiff1d(np.arange(40), np.arange(7, 19)), np.arange(7, 19)
+    plain = fit_rcv(X[train], y[train])
+    guarded = fit_rcv(X[train], y[train], min_std=0.1)
+    from sklearn.metrics import r2_score
+
+    assert r2_score(y[test], plain.predict(X[test])) < -1
+    assert r2_score(y[test], guarded.predict(X[test])) > 0.9
+    assert plain.n_floored == 0 and guarded.n_floored >= 1
+    # Without an outlier in the test rows both are equally good.
+    other = np.arange(20, 32)
+    rest = np.setdiff1d(np.arange(40), other)
+    for m in (None, 0.1):
+        assert r2_score(y[other], fit_rcv(X[rest], y[rest], min_std=m).predict(X[other])) > 0.99
+
+
+@pytest.mark.parametrize("off", [None, 0, 0.0])
+def test_guard_off_is_the_plain_standardisation(off):
+    X, y = _near_constant()
+    a, b = fit_rcv(X, y), fit_rcv(X, y, min_std=off)
+    np.testing.assert_array_equal(a.coef, b.coef)
+    np.testing.assert_array_equal(a.scale_, b.scale_)
+    assert b.n_floored == 0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "x", True, float("nan"), float("inf")])
+def test_guard_bad_values(bad):
+    X, y = _near_constant()
+    with pytest.raises(RcvlabError, match="min_std must be a number in"):
+        fit_rcv(X, y, min_std=bad)
+    with pytest.raises(RcvlabError, match="min_std"):
+        Design(X, min_std=bad)
+
+
+def test_guard_does_not_change_a_full_rank_ols_fit(ols_path):
+    """Least squares with n > k is invariant to column scaling: the guard cannot act there."""
+    X, y = _near_constant(80, 10)
+    train = np.setdiff1d(np.arange(80), [7])
+    a = fit_rcv(X[train], y[train])
+    b = fit_rcv(X[train], y[train], min_std=0.5)
+    assert b.n_floored >= 1
+    np.testing.assert_allclose(b.predict(X[[7]]), a.predict(X[[7]]), rtol=1e-6)

@@ -10,6 +10,7 @@ import sklearn.metrics
 from scipy import stats
 
 from rcvlab.errors import DataError
+from rcvlab.probe.result import LayerScore
 from rcvlab.probe.stats import mean_ci95, normalised_r2, pooled_ci95, r2_score, summarise
 
 
@@ -118,3 +119,16 @@ def test_summarise_one_value():
     assert s.r2_mean == 0.4
     assert math.isnan(s.r2_std)
     assert all(math.isnan(x) for x in s.r2_ci95)
+
+
+def test_summarise_median_and_floor_count():
+    """One split at -40 drags the mean; the median (numpy's, of the stored values) does not."""
+    by = {"a": [0.91, 0.93, -40.0, 0.92], "b": [0.99, 0.98, 0.97]}
+    r2 = by["a"] + by["b"]
+    s = summarise("head", 1280, r2, r2_by_class=by, n_constant=1, n_floored=5)
+    assert s.n_floored == 5 and s.n_constant == 1
+    assert s.r2_median == float(np.median(np.array(s.r2))) == 0.93
+    assert s.r2_mean == pytest.approx(np.mean(r2)) and s.r2_mean < -4
+    assert math.isnan(summarise("l", 3, [0.4, math.nan]).r2_median)
+    assert LayerScore.from_dict(s.to_dict()) == s
+    assert s.to_dict()["r2_median"] == 0.93

@@ -52,8 +52,7 @@ def make_result(model: str = "efficientnet_lite0") -> ProfileResult:
         weights="imagenet",
         measure="scale",
         data={"source": "scaleset", "n_images": 120, "n_skipped": 3},
-        command=COMMAND,
-        rcvlab_version="0.1.0",
+        meta={"command": COMMAND, "rcvlab_version": "0.1.0", "versions": {}, "seed": 7},
     )
 
 
@@ -80,7 +79,7 @@ def test_metadata_layers_and_best_layer_highlighted() -> None:
     html = render()
     for layer in LAYERS:
         assert f"<td>{layer.replace('<', '&lt;').replace('>', '&gt;')}" in html
-    best_rows = re.findall(r'<tr class="best">(.*?)</tr>', html)
+    best_rows = re.findall(r'<tr class="best">(.*?)</tr>', html, flags=re.S)
     assert len(best_rows) == 1 and "blocks.4" in best_rows[0]
     assert "0.840 ± 0.014 [0.713, 0.967]" in best_rows[0]
     for text in ("efficientnet_lite0", "imagenet", "scaleset", "120", "ols", "seed"):
@@ -153,3 +152,87 @@ def test_write_report_is_atomic(tmp_path) -> None:
     with pytest.raises(ValueError):
         write_report(tmp_path / "x.html", [make_result()], title="T", figures={"b": "f.gif"})
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def _table_rows(html: str, css_class: str) -> list[list[str]]:
+    """Cell texts of every body row of the table with class ``css_class``."""
+    table = re.search(rf'<table[^>]*class="[^"]*\b{css_class}\b[^"]*">(.*?)</table>', html, re.S)
+    assert table is not None, css_class
+    body = table.group(1).split("<tbody>", 1)[1]
+    return [re.findall(r"<td>(.*?)</td>", row, re.S) for row in body.split("<tr")[1:]]
+
+
+def _header(html: str, css_class: str) -> list[str]:
+    table = re.search(rf'<table[^>]*class="[^"]*\b{css_class}\b[^"]*">(.*?)</table>', html, re.S)
+    assert table is not None
+    return re.findall(r"<th>(.*?)</th>", table.group(1).split("<tbody>")[0], re.S)
+
+
+def test_layer_table_has_median_beside_mean_and_floor_count_when_guard_on() -> None:
+    from dataclasses import replace
+
+    result = make_result()
+    skewed = replace(
+        result.profiles["model"][1], r2=(0.9, 0.8, 0.85, -40.0), r2_mean=-9.3625, n_floored=7
+    )
+    model = (result.profiles["model"][0], skewed, *result.profiles["model"][2:])
+    result = replace(result, profiles={**result.profiles, "model": model})
+    html = render_report([result], title="t", figures={}, environment=ENV)
+    head = _header(html, "layers")
+    assert head[3:5] == ["imagenet R² mean ± std [95 % CI]", "imagenet R² median"]
+    assert not any("floored" in h for h in head)  # guard off: no column
+    rows = _table_rows(html, "layers")
+    assert rows[1][4] == f"{np.median([0.9, 0.8, 0.85, -40.0]):.3f}" == "0.825"
+    assert "off (plain per-column standardisation)" in html
+
+    guarded = replace(result, min_std=0.01)
+    html = render_report([guarded], title="t", figures={}, environment=ENV)
+    head = _header(html, "layers")
+    col = head.index("columns floored (max over splits)")
+    assert [r[col] for r in _table_rows(html, "layers")] == ["0", "7", "0", "0", "0"]
+    assert "0.01 × the median training std" in html
+
+
+def test_overview_table_links_each_result_and_shows_median() -> None:
+    html = render_report(
+        [make_result(), make_result("mobile<net>")], title="t", figures={}, environment=ENV
+    )
+    rows = _table_rows(html, "overview")
+    assert rows[0][0] == '<a href="#result-1">efficientnet_lite0</a>'
+    assert rows[1][0] == '<a href="#result-2">mobile&lt;net&gt;</a>'
+    assert _header(html, "overview")[5] == "median R²"
+    assert rows[0][5] == f"{np.median([0.83, 0.85]):.3f}"
+
+
+def test_write_profile_run_files_columns_and_atomic_figure(tmp_path, monkeypatch) -> None:
+    import pandas as pd
+
+    from rcvlab.report.run import write_profile_run
+
+    result = make_result()
+    files = write_profile_run(tmp_path, [result, make_result("mobilenet_v2")])
+    names = {"profile.json", "profile_mobilenet_v2.json", "profile.csv", "profile.png"}
+    assert {p.name for p in tmp_path.iterdir()} == names | {"skipped.csv", "report.html"}
+    assert files["profile.png"].read_bytes().startswith(b"\x89PNG")
+    csv = pd.read_csv(files["profile.csv"])
+    assert list(csv.columns) == ["model", "weights", *ProfileResult.frame_columns]
+    model_rows = csv[(csv.model == "efficientnet_lite0") & (csv.profile == "model")]
+    want = [float(np.median(s.r2)) for s in result.profiles["model"]]
+    np.testing.assert_allclose(model_rows.r2_median, want, rtol=1e-12)
+    assert (csv.n_floored == 0).all()
+    assert ProfileResult.from_json(files["profile.json"]) == result
+
+    # A run killed while the figure is being written leaves the previous file, not a
+    # half-written one, and no temporary file.
+    files["profile.png"].write_bytes(b"previous")
+
+    def killed(self, fname, *args, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_profile_run(tmp_path, [result])
+    assert files["profile.png"].read_bytes() == b"previous"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 import torch.nn as nn
 
-from rcvlab import __version__
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import RcvlabError
 from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
 from rcvlab.models.registry import Model, as_model
-from rcvlab.probe.profile import probe_layers
+from rcvlab.probe.fit import check_min_std, check_regressor
+from rcvlab.probe.profile import check_measure, check_split_options, probe_layers
 from rcvlab.probe.result import ProfileResult
+from rcvlab.result import provenance
 
 BASELINES = ("random", "shuffled")
 
@@ -39,6 +40,8 @@ def layer_profile(
     strict: bool = False,
     progress: bool = False,
     command: str = "",
+    min_std: float | None = None,
+    min_images: int = 10,
 ) -> ProfileResult:
     """Profile how linearly ``measure`` is encoded in every layer of ``model``.
 
@@ -57,6 +60,13 @@ def layer_profile(
     per_class : bool
         Probe each object class separately and average (as the papers do), when the data
         has classes.
+    min_std : float, optional
+        Standardisation guard of the RCV fits (:func:`rcvlab.probe.probe_layers`): None or
+        0 (the default) is the papers' plain standardisation.
+    min_images : int
+        Minimum number of images with a measure value (per class when ``per_class``).
+    command : str
+        The command line recorded in ``meta``.
 
     Other parameters are those of :func:`rcvlab.features.extract_features` and
     :func:`rcvlab.probe.probe_layers`.
@@ -64,16 +74,36 @@ def layer_profile(
     Returns
     -------
     ProfileResult
-        With ``data`` holding the source, counts and the list of skipped images.
+        With ``data`` holding the source, counts and the list of skipped images, and
+        ``meta`` the provenance (:func:`rcvlab.result.provenance`).
+
+    Raises
+    ------
+    RcvlabError
+        Bad options, checked before any image is read.
+    DataError
+        A measure that is constant, has no value, an infinite value or too few values
+        (per class when ``per_class``), found before any feature is extracted.
     """
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise RcvlabError(
             f"Unknown baseline(s) {sorted(unknown)}; choose from {', '.join(BASELINES)}."
         )
+    check_regressor(regressor, alpha)
+    check_split_options(reps, test_fraction, seed)
+    check_min_std(min_std)
     model = as_model(model, weights, seed)
+    model.resolve(layers)  # unknown layer names fail here, before the data is read
     data = as_image_set(data)
     y = data.measure(measure)
+    # Everything about the measure alone is checked before the (long) extraction.
+    check_measure(
+        y,
+        data.classes if per_class else None,
+        min_images=min_images,
+        name=f"measure {measure!r}",
+    )
     kw = dict(
         layers=layers,
         batch_size=batch_size,
@@ -101,6 +131,8 @@ def layer_profile(
         shuffled="shuffled" in baselines,
         random_features=None if random_feats is None else dict(random_feats),
         layers=kept,
+        min_std=min_std,
+        min_images=min_images,
     )
     skipped = skipped_items(data, feats)
     info = {
@@ -117,8 +149,7 @@ def layer_profile(
         weights=model.weights,
         measure=measure,
         data=info,
-        command=command,
-        rcvlab_version=__version__,
+        meta=provenance(command=command, seed=seed, data=data),
         extra={
             **res.extra,
             "weights_id": model.weights_id,

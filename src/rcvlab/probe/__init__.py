@@ -1,7 +1,7 @@
 """Layer-wise probing with Regression Concept Vectors (linear probes of GAP features)."""
 
 from rcvlab.probe.fit import RCV, REGRESSORS, RIDGE_ALPHAS, fit_rcv
-from rcvlab.probe.profile import probe_layers
+from rcvlab.probe.profile import check_measure, probe_layers
 from rcvlab.probe.result import PROFILE_KINDS, LayerScore, ProfileResult
 from rcvlab.probe.splits import repeated_splits
 from rcvlab.probe.stats import mean_ci95, normalised_r2, pooled_ci95, r2_score, summarise
@@ -13,6 +13,7 @@ __all__ = [
     "RIDGE_ALPHAS",
     "LayerScore",
     "ProfileResult",
+    "check_measure",
     "fit_rcv",
     "mean_ci95",
     "normalised_r2",

@@ -13,6 +13,17 @@ split, and regresses the measure on the remaining columns with an intercept:
 ``lasso``
     scikit-learn's ``Lasso`` objective ``(1 / (2 n)) ||y - Xw - b||² + alpha ||w||_1``.
 
+The standardisation guard ``min_std`` (off by default, as in the papers): a column that
+barely varies on the training split is divided by its tiny standard deviation, so a test
+image where it moves a little lands far outside the training range and one split can get a
+hugely negative R². With ``min_std = m`` every kept column is divided by
+``max(std_j, m * median_k std_k)`` instead, the median taken over the kept (non-constant)
+columns of that training split; :func:`standardisation` computes it, and ``n_floored`` counts
+the columns whose scale the floor raised. Rescaling a column does not change a full-rank
+least-squares fit (``ols`` with more training images than kept columns), so there the guard
+changes nothing; it acts on the minimum-norm ``ols`` fit (``d >= n``), on ``ridge`` and on
+``lasso``, whose solutions depend on the scale of each column.
+
 All three work in float64 whatever the input dtype. For ``ols`` and ``ridge`` one
 factorisation of the standardised training matrix (:class:`Design`: a QR for OLS, a thin
 SVD for ridge) serves every target of a split (the measure and its shuffled copy) and every
@@ -22,7 +33,7 @@ candidate alpha.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -50,6 +61,40 @@ LASSO_TOL = 1e-4
 _FAST_RCOND = 1e-8
 
 FloatArray = NDArray[np.float64]
+
+
+def check_min_std(min_std: float | None) -> float | None:
+    """Validate the standardisation guard; return it normalised (None when off).
+
+    Parameters
+    ----------
+    min_std : float or None
+        Floor on each column's training standard deviation, relative to the median training
+        standard deviation of the layer's non-constant columns; ``None`` or 0 = off.
+
+    Returns
+    -------
+    float or None
+
+    Raises
+    ------
+    RcvlabError
+        For a value that is not a number in [0, 1].
+    """
+    if min_std is None:
+        return None
+    if isinstance(min_std, bool):
+        raise RcvlabError(f"min_std must be a number in [0, 1], got {min_std!r}")
+    try:
+        m = float(min_std)
+    except (TypeError, ValueError):
+        raise RcvlabError(f"min_std must be a number in [0, 1], got {min_std!r}") from None
+    if not 0 <= m <= 1:
+        raise RcvlabError(
+            f"min_std must be a number in [0, 1] (a fraction of the median std), got "
+            f"{min_std!r}; for example min_std=0.01, or 0 for no floor"
+        )
+    return m if m > 0 else None
 
 
 def check_regressor(regressor: str, alpha: float | None) -> tuple[str, float | None]:
@@ -113,14 +158,16 @@ class RCV:
     intercept : float
         Intercept (the training mean of ``y`` for ``ols`` and ``ridge``).
     mean_, scale_ : ndarray of shape (d,)
-        Training mean and standard deviation (``ddof=0``) of every column; ``scale_`` is 1
-        for dropped columns.
+        Training mean and standard deviation (``ddof=0``) of every column, the latter raised
+        to the ``min_std`` floor where the guard applied; ``scale_`` is 1 for dropped columns.
     keep : ndarray of bool, shape (d,)
         Columns used (not constant on the training split).
     regressor : str
         ``"ols"``, ``"ridge"`` or ``"lasso"``.
     alpha : float or None
         Penalty used (the chosen one for ``ridge`` without alpha); None for ``ols``.
+    n_floored : int
+        Kept columns whose scale the ``min_std`` floor raised (0 without the guard).
     """
 
     coef: FloatArray
@@ -130,6 +177,7 @@ class RCV:
     keep: NDArray[np.bool_]
     regressor: str
     alpha: float | None = None
+    n_floored: int = 0
 
     @property
     def dim(self) -> int:
@@ -194,14 +242,17 @@ class Design:
     ----------
     X_train : array_like of shape (n, d)
         Raw training features (finite).
+    min_std : float, optional
+        The standardisation guard (see the module docstring); None or 0 = off.
     """
 
-    def __init__(self, X_train: ArrayLike) -> None:
+    def __init__(self, X_train: ArrayLike, min_std: float | None = None) -> None:
         X = _as_2d_float(X_train, "X_train")
         n, d = X.shape
         if n < 2:
             raise DataError(f"need at least 2 training rows, got {n}")
-        A, mean, scale, keep = _standardise_train(X)
+        A, mean, scale, keep, n_floored = _standardise_train(X, check_min_std(min_std))
+        self.n_floored: int = n_floored
         self._A = A  # [1, Z]: OLS factorises it, so it is built once, Z being a view
         self.n, self.d = n, d
         self.mean_: FloatArray = mean
@@ -375,6 +426,7 @@ def fit_rcv(
     y_train: ArrayLike,
     regressor: str = "ols",
     alpha: float | None = None,
+    min_std: float | None = None,
 ) -> RCV:
     """Fit a Regression Concept Vector on one training split.
 
@@ -395,6 +447,11 @@ def fit_rcv(
         ``(1/(2n)) ||y - Zw - b||² + alpha ||w||_1``: paper 001 writes the objective as
         ``sum (y - yhat)² + alpha sum |v_i|`` without the ``1/(2n)``, but the authors'
         Python code used scikit-learn, so its alphas (e.g. 0.001) mean this convention.
+    min_std : float, optional
+        Standardisation guard: every kept column is divided by
+        ``max(std_j, min_std * median std)`` (median over the non-constant training
+        columns) instead of ``std_j``. None or 0 (the default) is the papers' plain
+        standardisation.
 
     Returns
     -------
@@ -405,11 +462,13 @@ def fit_rcv(
     UnknownNameError
         Unknown ``regressor``.
     RcvlabError
-        An ``alpha`` the regressor cannot use (``alpha=0`` for ridge/lasso: use ``ols``).
+        An ``alpha`` the regressor cannot use (``alpha=0`` for ridge/lasso: use ``ols``), or
+        a ``min_std`` outside [0, 1].
     DataError
         NaN or infinite values, mismatched shapes, fewer than 2 rows.
     """
     name, a = check_regressor(regressor, alpha)
+    floor = check_min_std(min_std)
     X = _as_2d_float(X_train, "X_train")
     y = np.asarray(y_train, dtype=np.float64)
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
@@ -417,26 +476,57 @@ def fit_rcv(
     _check_finite(X, "X_train")
     _check_finite(y, "y_train")
     if name == "lasso" and a is not None:  # check_regressor guarantees alpha for lasso
-        A, mean, scale, keep = _standardise_train(X)
+        A, mean, scale, keep, n_floored = _standardise_train(X, floor)
         coef, intercept = _lasso(np.ascontiguousarray(A[:, 1:]), y, a)
-        return _make_rcv(coef, intercept, mean, scale, keep, name, a)
-    design = Design(X)
+        return make_rcv(coef, intercept, mean, scale, keep, name, a, n_floored=n_floored)
+    design = Design(X, floor)
     if name == "ols":
         c, b = design.ols(y)
     else:
         if a is None:
             a = float(design.ridge_loo_alpha(y)[0])
         c, b = design.ridge(y, a)
-    return _make_rcv(c[:, 0], float(b[0]), design.mean_, design.scale_, design.keep, name, a)
+    return make_rcv(
+        c[:, 0],
+        float(b[0]),
+        design.mean_,
+        design.scale_,
+        design.keep,
+        name,
+        a,
+        n_floored=design.n_floored,
+    )
 
 
-def fit_predict(
+class FitPredictions(NamedTuple):
+    """What :func:`fit_predictions` returns for one training split.
+
+    Attributes
+    ----------
+    predictions : ndarray of shape (t, m)
+        Predictions of every target on the test rows.
+    n_constant : int
+        Columns dropped as constant on the training split.
+    n_floored : int
+        Kept columns whose scale the ``min_std`` floor raised.
+    alphas : ndarray of shape (m,) or None
+        Alphas chosen by leave-one-out (``ridge`` without alpha), else None.
+    """
+
+    predictions: FloatArray
+    n_constant: int
+    n_floored: int
+    alphas: FloatArray | None
+
+
+def fit_predictions(
     X_train: FloatArray,
     Y_train: FloatArray,
     X_test: FloatArray,
     regressor: str,
     alpha: float | None,
-) -> tuple[FloatArray, int, FloatArray | None]:
+    min_std: float | None = None,
+) -> FitPredictions:
     """Fit one probe per column of ``Y_train`` on a shared decomposition and predict ``X_test``.
 
     This is :func:`fit_rcv` for several targets at once (used by
@@ -451,27 +541,27 @@ def fit_predict(
     X_test : ndarray of shape (t, d), float64, finite
     regressor, alpha
         As validated by :func:`check_regressor`.
+    min_std : float, optional
+        The standardisation guard of :func:`fit_rcv` (None or 0 = off).
 
     Returns
     -------
-    predictions : ndarray of shape (t, m)
-    n_constant : int
-        Columns dropped as constant.
-    alphas : ndarray of shape (m,) or None
-        Alphas chosen by leave-one-out (``ridge`` without alpha), else None.
+    FitPredictions
+        ``(predictions, n_constant, n_floored, alphas)``.
     """
+    floor = check_min_std(min_std)
     if regressor == "lasso":
         if alpha is None:
             raise RcvlabError("regressor 'lasso' needs alpha > 0 (for example alpha=0.001)")
-        A, mean, scale, keep = _standardise_train(X_train)
+        A, mean, scale, keep, n_floored = _standardise_train(X_train, floor)
         Z = np.ascontiguousarray(A[:, 1:])
         Zte = (X_test[:, keep] - mean[keep]) / scale[keep]
         preds = np.empty((X_test.shape[0], Y_train.shape[1]))
         for j in range(Y_train.shape[1]):
             coef, b = _lasso(Z, Y_train[:, j], alpha)
             preds[:, j] = Zte @ coef + b
-        return preds, int(np.count_nonzero(~keep)), None
-    design = Design(X_train)
+        return FitPredictions(preds, int(np.count_nonzero(~keep)), n_floored, None)
+    design = Design(X_train, floor)
     chosen: FloatArray | None = None
     if regressor == "ols":
         C, B = design.ols(Y_train)
@@ -487,7 +577,34 @@ def fit_predict(
             c, b = design.ridge(Y_train[:, cols], float(a))
             C[:, cols], B[cols] = c, b
     preds = design.standardise(X_test) @ C + B
-    return preds, design.n_constant, chosen
+    return FitPredictions(preds, design.n_constant, design.n_floored, chosen)
+
+
+def fit_predict(
+    X_train: FloatArray,
+    Y_train: FloatArray,
+    X_test: FloatArray,
+    regressor: str,
+    alpha: float | None,
+    min_std: float | None = None,
+) -> tuple[FloatArray, int, FloatArray | None]:
+    """:func:`fit_predictions` without the guard's count: ``(predictions, n_constant, alphas)``.
+
+    Parameters
+    ----------
+    X_train, Y_train, X_test, regressor, alpha, min_std
+        As for :func:`fit_predictions`.
+
+    Returns
+    -------
+    predictions : ndarray of shape (t, m)
+    n_constant : int
+        Columns dropped as constant.
+    alphas : ndarray of shape (m,) or None
+        Alphas chosen by leave-one-out (``ridge`` without alpha), else None.
+    """
+    out = fit_predictions(X_train, Y_train, X_test, regressor, alpha, min_std)
+    return out.predictions, out.n_constant, out.alphas
 
 
 def _lasso(Z: FloatArray, y: FloatArray, alpha: float) -> tuple[FloatArray, float]:
@@ -499,13 +616,43 @@ def _lasso(Z: FloatArray, y: FloatArray, alpha: float) -> tuple[FloatArray, floa
     return np.asarray(model.coef_, dtype=np.float64), float(model.intercept_)
 
 
+def standardisation(
+    X_train: ArrayLike, min_std: float | None = None
+) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], int]:
+    """The training standardisation every fit applies: ``(mean, scale, keep, n_floored)``.
+
+    Parameters
+    ----------
+    X_train : array_like of shape (n, d)
+        Raw training features.
+    min_std : float, optional
+        The guard: kept columns get ``scale_j = max(std_j, min_std * median std)``, the
+        median over the kept columns; None or 0 = off (``scale_j = std_j``).
+
+    Returns
+    -------
+    mean : ndarray of shape (d,)
+        Column means.
+    scale : ndarray of shape (d,)
+        Divisors of the kept columns (``ddof=0`` std, floored); 1 for dropped columns.
+    keep : ndarray of bool, shape (d,)
+        Columns that are not constant (std > 0 and > ``CONSTANT_RTOL`` * max|column|).
+    n_floored : int
+        Kept columns whose scale the floor raised.
+    """
+    X = _as_2d_float(X_train, "X_train")
+    _, mean, scale, keep, n_floored = _standardise_train(X, check_min_std(min_std))
+    return mean, scale, keep, n_floored
+
+
 def _standardise_train(
-    X: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
-    """Standardise training features; return ``([1, Z], mean, scale, keep)``.
+    X: FloatArray, min_std: float | None = None
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_], int]:
+    """Standardise training features; return ``([1, Z], mean, scale, keep, n_floored)``.
 
     ``Z`` (a view ``[:, 1:]`` of the first array) holds the kept columns, centred and scaled
-    to unit standard deviation (``ddof=0``); ``scale`` is 1 for dropped columns.
+    to unit standard deviation (``ddof=0``), or by the ``min_std`` floor where it is larger;
+    ``scale`` is 1 for dropped columns.
     """
     n, d = X.shape
     mean = X.mean(axis=0)
@@ -516,6 +663,12 @@ def _standardise_train(
     # absolute terms and still carry the measure (METHOD.md §8, "Trap").
     keep = (std > 0) & (std > CONSTANT_RTOL * amax)
     scale = np.where(keep, std, 1.0)
+    n_floored = 0
+    if min_std and keep.any():
+        floor = min_std * float(np.median(std[keep]))
+        low = keep & (std < floor)
+        n_floored = int(np.count_nonzero(low))
+        scale[low] = floor
     k = int(np.count_nonzero(keep))
     A = np.empty((n, k + 1))
     A[:, 0] = 1.0
@@ -530,10 +683,10 @@ def _standardise_train(
     resid = Z.mean(axis=0)
     Z -= resid
     mean[keep] += resid * scale[keep]
-    return A, mean, scale, keep
+    return A, mean, scale, keep, n_floored
 
 
-def _make_rcv(
+def make_rcv(
     coef_kept: FloatArray,
     intercept: float,
     mean: FloatArray,
@@ -541,7 +694,27 @@ def _make_rcv(
     keep: NDArray[np.bool_],
     regressor: str,
     alpha: float | None,
+    *,
+    n_floored: int = 0,
 ) -> RCV:
+    """An :class:`RCV` from coefficients on the kept columns (or on all ``d``); read-only.
+
+    Parameters
+    ----------
+    coef_kept : ndarray of shape (k,) or (d,)
+        Coefficients of the kept standardised columns (or of all ``d``, 0 where dropped).
+    intercept : float
+    mean, scale, keep : ndarray of shape (d,)
+        The training standardisation (:func:`standardisation`).
+    regressor : str
+    alpha : float or None
+    n_floored : int
+        Columns whose scale the ``min_std`` floor raised.
+
+    Returns
+    -------
+    RCV
+    """
     if coef_kept.shape[0] == keep.shape[0]:
         coef = np.array(coef_kept, dtype=np.float64)
     else:
@@ -550,7 +723,16 @@ def _make_rcv(
     arrays: list[Any] = [coef, np.array(mean), np.array(scale), np.array(keep)]
     for arr in arrays:
         arr.setflags(write=False)
-    return RCV(arrays[0], float(intercept), arrays[1], arrays[2], arrays[3], regressor, alpha)
+    return RCV(
+        arrays[0],
+        float(intercept),
+        arrays[1],
+        arrays[2],
+        arrays[3],
+        regressor,
+        alpha,
+        int(n_floored),
+    )
 
 
 def _apply_q(
@@ -604,7 +786,12 @@ __all__ = [
     "REGRESSORS",
     "RIDGE_ALPHAS",
     "Design",
+    "FitPredictions",
+    "check_min_std",
     "check_regressor",
     "fit_predict",
+    "fit_predictions",
     "fit_rcv",
+    "make_rcv",
+    "standardisation",
 ]

@@ -6,16 +6,18 @@ import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from threadpoolctl import threadpool_limits
 
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
-from rcvlab.probe.fit import check_regressor, fit_predict
+from rcvlab.probe.fit import check_min_std, check_regressor, fit_predictions
 from rcvlab.probe.result import LayerScore, ProfileResult
 from rcvlab.probe.splits import Split, repeated_splits
 from rcvlab.probe.stats import summarise
+from rcvlab.result import provenance
 
 FloatArray = NDArray[np.float64]
 
@@ -42,6 +44,63 @@ def check_split_options(reps: int, test_fraction: float, seed: int) -> int:
     return int(reps)
 
 
+def check_min_images(min_images: int) -> int:
+    """Validate the minimum number of usable images per class; return it."""
+    if (
+        isinstance(min_images, bool)
+        or not isinstance(min_images, int | np.integer)
+        or min_images < 2
+    ):
+        raise RcvlabError(f"min_images must be an integer >= 2, got {min_images!r}")
+    return int(min_images)
+
+
+def check_measure(
+    y: ArrayLike,
+    classes: ArrayLike | None = None,
+    *,
+    min_images: int = 10,
+    name: str = "the measure",
+) -> FloatArray:
+    """Check that a measure can be probed at all, before any feature is extracted.
+
+    The same checks :func:`probe_layers` makes after extraction, on the measure alone (so
+    images that later fail to load can still leave too few; that is caught then).
+
+    Parameters
+    ----------
+    y : array_like of shape (n,)
+        The measure; NaN marks an image without a value.
+    classes : array_like of shape (n,), optional
+        Class labels when probing per class: every class is checked on its own.
+    min_images : int
+        Minimum number of images with a value (per class when ``classes`` is given).
+    name : str
+        How to call the measure in messages.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+
+    Raises
+    ------
+    DataError
+        A measure that is not 1-D, has infinite values, has no value at all, has fewer than
+        ``min_images`` values (in a class), or is constant (in a class).
+    """
+    yv = _measure_array(y, name)
+    labels = _labels(classes, yv.shape[0])
+    usable = ~np.isnan(yv)
+    if not usable.any():
+        raise DataError(
+            f"{name} has no value (all NaN) for the {yv.size} images; nothing to regress"
+        )
+    n_nan = int(yv.size - usable.sum())
+    note = f"; {n_nan} excluded ({n_nan} with NaN measure)" if n_nan else ""
+    _class_members(yv, usable, labels, check_min_images(min_images), note)
+    return yv
+
+
 def probe_layers(
     features: Mapping[str, ArrayLike],
     y: ArrayLike,
@@ -57,6 +116,7 @@ def probe_layers(
     layers: Sequence[str] | None = None,
     min_images: int = 10,
     n_jobs: int | None = None,
+    min_std: float | None = None,
 ) -> ProfileResult:
     """Probe every layer for the measure ``y`` with RCVs over repeated random splits.
 
@@ -101,6 +161,12 @@ def probe_layers(
     n_jobs : int, optional
         Worker threads (default: the CPUs available). Each uses single-threaded BLAS, so the
         results do not depend on ``n_jobs``.
+    min_std : float, optional
+        Standardisation guard (:func:`rcvlab.probe.fit.fit_rcv`): each kept column is
+        divided by ``max(std_j, min_std * median std)`` of its training split, so that a
+        column that barely varies there cannot blow up one split's test R². None or 0 (the
+        default) is the papers' plain standardisation. ``LayerScore.n_floored`` counts the
+        columns it raised (maximum over repetitions and classes).
 
     Returns
     -------
@@ -108,7 +174,7 @@ def probe_layers(
         ``profiles["model"]`` (+ ``"random"``, ``"shuffled"``); ``data`` holds the counts:
         ``n_images``, ``n_used``, ``n_excluded_nan`` (rows with NaN measure or non-finite
         features in any probed layer of either network), ``classes``, ``n_by_class``,
-        ``n_train``, ``n_test``.
+        ``n_train``, ``n_test``; ``meta`` the provenance (seed, versions).
 
     Raises
     ------
@@ -120,17 +186,13 @@ def probe_layers(
     """
     reg, a = check_regressor(regressor, alpha)
     reps = check_split_options(reps, test_fraction, seed)
+    floor = check_min_std(min_std)
+    min_images = check_min_images(min_images)
 
     names = _select_layers(features, layers)
-    yv = np.asarray(y, dtype=np.float64)
-    if yv.ndim != 1:
-        raise DataError(f"the measure must be a 1-D array (one value per image), got {yv.shape}")
+    yv = _measure_array(y, "the measure")
     n = yv.shape[0]
-    if np.isinf(yv).any():
-        rows = np.flatnonzero(np.isinf(yv))
-        raise DataError(
-            f"the measure is infinite for {rows.size} image(s) (first rows: {rows[:5].tolist()})"
-        )
+    labels = _labels(classes, n)
     nets: dict[str, Mapping[str, ArrayLike]] = {"model": features}
     if random_features is not None:
         for name in names:
@@ -165,11 +227,6 @@ def probe_layers(
     why += [f"{v} with non-finite {k} features" for k, v in bad_layers.items()]
     excluded_note = f"; {n_excluded} excluded ({', '.join(why)})" if n_excluded else ""
 
-    labels: np.ndarray | None = None
-    if classes is not None:
-        labels = np.asarray(classes)
-        if labels.shape != (n,):
-            raise DataError(f"classes must have shape ({n},), got {labels.shape}")
     groups = _make_groups(
         yv, usable, labels, reps, test_fraction, seed, shuffled, min_images, excluded_note
     )
@@ -180,9 +237,9 @@ def probe_layers(
     workers = n_jobs if n_jobs is not None else _n_cpus()
     workers = max(1, min(int(workers), len(tasks)))
 
-    def run(i: int) -> tuple[list[FloatArray], int, list[FloatArray]]:
+    def run(i: int) -> _LayerRun:
         kind, name = tasks[i]
-        return _probe_one(arrays[kind][name], groups, reg, a, with_shuffled=kind == "model")
+        return _probe_one(arrays[kind][name], groups, reg, a, floor, with_shuffled=kind == "model")
 
     # One BLAS thread per worker: small LAPACK calls scale poorly across threads, and the
     # results are then the same whatever n_jobs is.
@@ -202,7 +259,7 @@ def probe_layers(
         profiles["shuffled"] = []
     chosen: dict[str, dict[str, list[float]]] = {}
     for i, (kind, name) in enumerate(tasks):
-        r2s, n_const, alphas = done[i]
+        r2s, n_const, n_floor, alphas = done[i]
         dim = int(arrays[kind][name].shape[1])
         columns = [(kind, 0)] + ([("shuffled", 1)] if kind == "model" and shuffled else [])
         for out_kind, col in columns:
@@ -216,6 +273,7 @@ def probe_layers(
                     n_test=n_test if by_class else n_test["all"],
                     r2_by_class=per_class if by_class else None,
                     n_constant=n_const,
+                    n_floored=n_floor,
                 )
             )
             if reg == "ridge" and a is None:
@@ -238,9 +296,18 @@ def probe_layers(
         reps=reps,
         test_fraction=float(test_fraction),
         seed=int(seed),
+        min_std=floor,
         data=data,
         extra={"ridge_alpha_chosen": chosen} if chosen else {},
+        meta=provenance(seed=int(seed)),
     )
+
+
+class _LayerRun(NamedTuple):
+    r2s: list[FloatArray]  # per group: (reps, m) test R²
+    n_constant: int  # maximum over groups and repetitions
+    n_floored: int  # maximum over groups and repetitions
+    alphas: list[FloatArray]  # per group: (reps, m) chosen ridge alphas (NaN: none)
 
 
 def _probe_one(
@@ -248,20 +315,23 @@ def _probe_one(
     groups: list[_Group],
     regressor: str,
     alpha: float | None,
+    min_std: float | None,
     *,
     with_shuffled: bool,
-) -> tuple[list[FloatArray], int, list[FloatArray]]:
+) -> _LayerRun:
     """All repetitions of one layer: per group an (reps, m) array of test R²."""
     r2s: list[FloatArray] = []
     alphas: list[FloatArray] = []
-    n_const = 0
+    n_const = n_floor = 0
     for g in groups:
         X = np.asarray(X_all[g.rows], dtype=np.float64)
         m = g.y_train[0].shape[1] if with_shuffled else 1
         r2 = np.empty((len(g.splits), m))
         al = np.full((len(g.splits), m), np.nan)
         for r, (tr, te) in enumerate(g.splits):
-            pred, nc, ch = fit_predict(X[tr], g.y_train[r][:, :m], X[te], regressor, alpha)
+            pred, nc, nf, ch = fit_predictions(
+                X[tr], g.y_train[r][:, :m], X[te], regressor, alpha, min_std
+            )
             yt = g.y_test[r][:, :m]
             ss_res = np.sum((yt - pred) ** 2, axis=0)
             ss_tot = np.sum((yt - yt.mean(axis=0)) ** 2, axis=0)
@@ -271,11 +341,12 @@ def _probe_one(
                     ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, np.nan, -np.inf)
                 )
             n_const = max(n_const, nc)
+            n_floor = max(n_floor, nf)
             if ch is not None:
                 al[r] = ch
         r2s.append(r2)
         alphas.append(al)
-    return r2s, n_const, alphas
+    return _LayerRun(r2s, n_const, n_floor, alphas)
 
 
 def _make_groups(
@@ -289,31 +360,11 @@ def _make_groups(
     min_images: int,
     excluded_note: str,
 ) -> list[_Group]:
-    if labels is None:
-        members: list[tuple[str, NDArray[np.intp]]] = [("all", np.flatnonzero(usable))]
-    else:
-        try:
-            uniq = np.unique(labels)
-        except TypeError as e:
-            raise DataError(f"class labels cannot be sorted: {e}") from None
-        members = [(str(c), np.flatnonzero(usable & (labels == c))) for c in uniq]
-        if len({name for name, _ in members}) != len(members):
-            raise DataError("two class labels have the same text; use distinct labels")
+    members = _class_members(y, usable, labels, min_images, excluded_note)
     children = np.random.SeedSequence(seed).spawn(len(members))
     groups = []
     for (name, rows), child in zip(members, children, strict=True):
-        where = "" if labels is None else f" for class {name!r}"
-        if rows.size < min_images:
-            raise DataError(
-                f"only {rows.size} usable images{where} (need at least {min_images})"
-                + excluded_note
-            )
         yc = y[rows]
-        if np.ptp(yc) == 0:
-            raise DataError(
-                f"measure is constant (value {yc[0]:g}){where or ' over all images'}; "
-                "nothing to regress"
-            )
         split_seed, shuffle_seed = child.spawn(2)
         splits = repeated_splits(rows.size, reps, test_fraction, split_seed)
         rng = np.random.default_rng(shuffle_seed)
@@ -329,26 +380,103 @@ def _make_groups(
     return groups
 
 
-def _select_layers(features: Mapping[str, ArrayLike], layers: Sequence[str] | None) -> list[str]:
-    available = list(features)
-    if not available:
-        raise DataError("no layers given: features is empty")
-    if layers is None:
-        return available
-    if isinstance(layers, str):
-        layers = [layers]
-    names = list(layers)
+def _class_members(
+    y: FloatArray,
+    usable: NDArray[np.bool_],
+    labels: np.ndarray | None,
+    min_images: int,
+    excluded_note: str,
+) -> list[tuple[str, NDArray[np.intp]]]:
+    """The usable rows of every class (or of all images), checked to be enough and varied."""
+    if labels is None:
+        members: list[tuple[str, NDArray[np.intp]]] = [("all", np.flatnonzero(usable))]
+    else:
+        try:
+            uniq = np.unique(labels)
+        except TypeError as e:
+            raise DataError(f"class labels cannot be sorted: {e}") from None
+        members = [(str(c), np.flatnonzero(usable & (labels == c))) for c in uniq]
+        if len({name for name, _ in members}) != len(members):
+            raise DataError("two class labels have the same text; use distinct labels")
+    for name, rows in members:
+        where = "" if labels is None else f" for class {name!r}"
+        if rows.size < min_images:
+            raise DataError(
+                f"only {rows.size} usable images{where} (need at least {min_images})"
+                + excluded_note
+            )
+        yc = y[rows]
+        if np.ptp(yc) == 0:
+            raise DataError(
+                f"measure is constant (value {yc[0]:g}){where or ' over all images'}; "
+                "nothing to regress"
+            )
+    return members
+
+
+def _measure_array(y: ArrayLike, name: str) -> FloatArray:
+    yv = np.asarray(y, dtype=np.float64)
+    if yv.ndim != 1:
+        raise DataError(f"{name} must be a 1-D array (one value per image), got {yv.shape}")
+    if np.isinf(yv).any():
+        rows = np.flatnonzero(np.isinf(yv))
+        raise DataError(
+            f"{name} is infinite for {rows.size} image(s) (first rows: {rows[:5].tolist()})"
+        )
+    return yv
+
+
+def _labels(classes: ArrayLike | None, n: int) -> np.ndarray | None:
+    if classes is None:
+        return None
+    labels = np.asarray(classes)
+    if labels.shape != (n,):
+        raise DataError(f"classes must have shape ({n},), got {labels.shape}")
+    return labels
+
+
+def check_names(
+    wanted: Sequence[str] | str | None, available: Sequence[str], what: str, plural: str
+) -> list[str]:
+    """The names wanted (default: all ``available``, in order), each available, none repeated.
+
+    Parameters
+    ----------
+    wanted : sequence of str, str or None
+        A single name is a list of one.
+    available : sequence of str
+        The names there are (listed in the message of an unknown one).
+    what, plural : str
+        What a name names, for the messages (``"layer"``, ``"layers"``).
+
+    Raises
+    ------
+    UnknownNameError
+        A name that is not available.
+    DataError
+        An empty or repeated list.
+    """
+    if wanted is None:
+        names = list(available)
+    else:
+        names = [wanted] if isinstance(wanted, str) else [str(w) for w in wanted]
     if not names:
-        raise DataError("layers is empty")
+        raise DataError(f"{plural} is empty; name at least one {what}")
     for name in names:
-        if name not in features:
+        if name not in available:
             raise UnknownNameError(
-                f"unknown layer {name!r}; available: {', '.join(available)}."
+                f"unknown {what} {name!r}; available: {', '.join(available)}."
                 + did_you_mean(name, available)
             )
     if len(set(names)) != len(names):
-        raise DataError(f"layers lists a layer twice: {names}")
+        raise DataError(f"{plural} are repeated: {names}; name each {what} once")
     return names
+
+
+def _select_layers(features: Mapping[str, ArrayLike], layers: Sequence[str] | None) -> list[str]:
+    if not features:
+        raise DataError("no layers given: features is empty")
+    return check_names(layers, list(features), "layer", "layers")
 
 
 def _n_cpus() -> int:
@@ -358,4 +486,10 @@ def _n_cpus() -> int:
         return os.cpu_count() or 1
 
 
-__all__ = ["probe_layers"]
+__all__ = [
+    "check_measure",
+    "check_min_images",
+    "check_names",
+    "check_split_options",
+    "probe_layers",
+]

@@ -1,15 +1,22 @@
-"""Result objects of layer-wise probing: the contract behind ``profile.json``."""
+"""Result objects of layer-wise probing: the contract behind ``profile.json``.
+
+:class:`ProfileResult` follows the result contract of :mod:`rcvlab.result` (kind
+``"profile"``, provenance in ``meta``). ``profile.json`` files written before that contract
+(``command`` and ``rcvlab_version`` at the top level, no ``kind``) are still read.
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-import os
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from rcvlab.result import Result, jsonable, nan_if_none
 
 PROFILE_KINDS = ("model", "random", "shuffled")
 
@@ -35,7 +42,11 @@ class LayerScore:
     r2_by_class : dict of str to tuple of float
         Per-class repetitions when probing per class, else empty.
     n_constant : int
-        Feature columns dropped as constant on the training split (maximum over repetitions).
+        Feature columns dropped as constant on the training split (maximum over repetitions
+        and classes).
+    n_floored : int
+        Feature columns whose scale the ``min_std`` guard raised (maximum over repetitions
+        and classes; 0 when the guard is off).
     """
 
     layer: str
@@ -47,37 +58,106 @@ class LayerScore:
     r2_norm_mean: float
     r2_by_class: dict[str, tuple[float, ...]] = field(default_factory=dict)
     n_constant: int = 0
+    n_floored: int = 0
+
+    @property
+    def r2_median(self) -> float:
+        """Median of ``r2`` over all repetitions (NaN when there is none or one is NaN).
+
+        Beside the mean it shows whether one split drags a layer down: one repetition at
+        -50 moves the mean by 50/J, the median hardly at all.
+        """
+        if not self.r2:
+            return math.nan
+        return float(np.median(np.asarray(self.r2, dtype=np.float64)))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """JSON-ready dict (``r2_median`` included for readers of the file; it is derived)."""
+        d = dataclasses.asdict(self)
         d["r2"] = list(self.r2)
+        d["r2_median"] = self.r2_median
         d["r2_ci95"] = list(self.r2_ci95)
         d["r2_by_class"] = {k: list(v) for k, v in self.r2_by_class.items()}
-        return _jsonable(d)
+        return jsonable(d)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LayerScore:
+    def from_dict(cls, d: Mapping[str, Any]) -> LayerScore:
+        """Rebuild from :meth:`to_dict` (``n_floored`` is 0 in files that predate it)."""
         return cls(
             layer=d["layer"],
             dim=int(d["dim"]),
-            r2=tuple(_f(x) for x in d["r2"]),
-            r2_mean=_f(d["r2_mean"]),
-            r2_std=_f(d["r2_std"]),
-            r2_ci95=(_f(d["r2_ci95"][0]), _f(d["r2_ci95"][1])),
-            r2_norm_mean=_f(d["r2_norm_mean"]),
-            r2_by_class={k: tuple(_f(x) for x in v) for k, v in d.get("r2_by_class", {}).items()},
+            r2=tuple(nan_if_none(x) for x in d["r2"]),
+            r2_mean=nan_if_none(d["r2_mean"]),
+            r2_std=nan_if_none(d["r2_std"]),
+            r2_ci95=(nan_if_none(d["r2_ci95"][0]), nan_if_none(d["r2_ci95"][1])),
+            r2_norm_mean=nan_if_none(d["r2_norm_mean"]),
+            r2_by_class={
+                k: tuple(nan_if_none(x) for x in v) for k, v in d.get("r2_by_class", {}).items()
+            },
             n_constant=int(d.get("n_constant", 0)),
+            n_floored=int(d.get("n_floored", 0)),
         )
 
 
+# Fields of the pre-contract profile.json that now live in ``meta``.
+_OLD_PROVENANCE = ("command", "rcvlab_version")
+
+
 @dataclass(frozen=True)
-class ProfileResult:
+class ProfileResult(Result):
     """A layer-wise concept profile with its baselines.
 
     ``profiles`` maps ``"model"`` (the network as loaded), ``"random"`` (random-weights
     twin) and ``"shuffled"`` (the model's features against permuted measures) to the layer
     scores in network order; baselines that were not run are absent.
+
+    Attributes
+    ----------
+    profiles : dict of str to tuple of LayerScore
+    regressor : str
+    alpha : float or None
+    reps, test_fraction, seed
+        The repeated splits.
+    min_std : float or None
+        The standardisation guard used (None = off; see :func:`rcvlab.probe.fit.fit_rcv`).
+    model, weights, measure : str
+        What was probed.
+    data : dict
+        Counts (``n_images``, ``n_used``, ``n_by_class``, ``n_train``, ``n_test`` ...), the
+        data source and the skipped items.
+    extra : dict
+        Details of the analysis that are not provenance: the ridge alphas chosen
+        (``ridge_alpha_chosen``), pooling, corrected-GAP positions (``positions``,
+        ``no_positions``), preprocessing, weights id, feature cache key.
+    meta : dict
+        Provenance (:func:`rcvlab.result.provenance`): command, rcvlab and library versions,
+        seed, data fingerprint. :attr:`command` and :attr:`rcvlab_version` read it.
+
+    The table of :meth:`to_frame` has one row per (profile, layer) with the columns
+    ``profile`` (model / random / shuffled), ``layer_index`` (network order), ``layer``,
+    ``dim``, ``r2_mean``, ``r2_median``, ``r2_std`` (ddof=1), ``r2_ci95_low``,
+    ``r2_ci95_high``, ``r2_norm_mean`` (mean of e^(R²−1)), ``n_reps`` (R² values pooled:
+    classes x repetitions), ``n_constant`` (columns dropped as constant, maximum over
+    repetitions) and ``n_floored`` (columns the ``min_std`` guard touched, maximum over
+    repetitions).
     """
+
+    kind: ClassVar[str] = "profile"
+    frame_columns: ClassVar[tuple[str, ...]] = (
+        "profile",
+        "layer_index",
+        "layer",
+        "dim",
+        "r2_mean",
+        "r2_median",
+        "r2_std",
+        "r2_ci95_low",
+        "r2_ci95_high",
+        "r2_norm_mean",
+        "n_reps",
+        "n_constant",
+        "n_floored",
+    )
 
     profiles: dict[str, tuple[LayerScore, ...]]
     regressor: str = "ols"
@@ -85,13 +165,23 @@ class ProfileResult:
     reps: int = 10
     test_fraction: float = 0.3
     seed: int = 0
+    min_std: float | None = None
     model: str = ""
     weights: str = ""
     measure: str = ""
     data: dict[str, Any] = field(default_factory=dict)
-    command: str = ""
-    rcvlab_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        """The command that produced the result (``meta["command"]``; ``""`` if unknown)."""
+        return str(self.meta.get("command") or "")
+
+    @property
+    def rcvlab_version(self) -> str:
+        """rcvlab's version when the result was made (``meta["rcvlab_version"]``)."""
+        return str(self.meta.get("rcvlab_version") or "")
 
     @property
     def layers(self) -> list[str]:
@@ -113,11 +203,20 @@ class ProfileResult:
         raise KeyError(layer)
 
     def with_meta(self, **kw: Any) -> ProfileResult:
-        """Return a copy with metadata fields replaced (model, weights, command, ...)."""
-        return replace(self, **kw)
+        """Return a copy with fields replaced (``model``, ``weights``, ``data``, ``meta`` ...).
+
+        A keyword that is not a field (``command``, ``rcvlab_version``, ...) is a provenance
+        entry: it is set in (a copy of) ``meta``.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        fields = {k: v for k, v in kw.items() if k in names}
+        loose = {k: v for k, v in kw.items() if k not in names}
+        if loose:
+            fields["meta"] = {**fields.get("meta", self.meta), **jsonable(loose)}
+        return replace(self, **fields)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (profile, layer): mean, std, CI and normalised score of test R²."""
+        """One row per (profile, layer); the columns are listed in the class docstring."""
         rows = []
         for kind, scores in self.profiles.items():
             for i, s in enumerate(scores):
@@ -128,20 +227,22 @@ class ProfileResult:
                         "layer": s.layer,
                         "dim": s.dim,
                         "r2_mean": s.r2_mean,
+                        "r2_median": s.r2_median,
                         "r2_std": s.r2_std,
                         "r2_ci95_low": s.r2_ci95[0],
                         "r2_ci95_high": s.r2_ci95[1],
                         "r2_norm_mean": s.r2_norm_mean,
                         "n_reps": len(s.r2),
                         "n_constant": s.n_constant,
+                        "n_floored": s.n_floored,
                     }
                 )
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=list(self.frame_columns))
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything in ``profile.json`` (``best_layer`` is derived, for readers)."""
         d = {
-            "rcvlab_version": self.rcvlab_version,
-            "command": self.command,
+            "meta": self.meta,
             "model": self.model,
             "weights": self.weights,
             "data": self.data,
@@ -151,42 +252,33 @@ class ProfileResult:
             "reps": self.reps,
             "test_fraction": self.test_fraction,
             "seed": self.seed,
+            "min_std": self.min_std,
             "profiles": {k: [s.to_dict() for s in v] for k, v in self.profiles.items()},
             "best_layer": self.best_layer,
+            "extra": self.extra,
         }
-        if self.extra:
-            d["extra"] = self.extra
-        return _jsonable(d)
-
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """Serialise to JSON (the ``profile.json`` format); write it to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        if path is not None:
-            tmp = f"{os.fspath(path)}.tmp"
-            with open(tmp, "w") as f:
-                f.write(text + "\n")
-            os.replace(tmp, path)
-        return text
+        return jsonable(d)
 
     @classmethod
-    def from_json(cls, path_or_text: str | os.PathLike[str]) -> ProfileResult:
-        """Read a ``profile.json`` file (or its text)."""
-        from rcvlab.errors import DataError
+    def from_dict(cls, d: Mapping[str, Any]) -> ProfileResult:
+        """Rebuild from :meth:`to_dict`, or from a pre-contract ``profile.json``.
 
-        s = os.fspath(path_or_text)
-        try:
-            if s.lstrip().startswith("{"):
-                d = json.loads(s)
-            else:
-                with open(s) as f:
-                    d = json.load(f)
-        except OSError as e:
-            raise DataError(f"Cannot read profile {s}: {e.strerror or e}.") from e
-        except ValueError as e:
-            raise DataError(f"{s} is not a profile.json written by rcvlab: {e}.") from e
-        if not isinstance(d, dict) or "profiles" not in d or "model" not in d.get("profiles", {}):
-            raise DataError(f"{s} is not a profile.json written by rcvlab (no model profile).")
-        profiles = {k: tuple(LayerScore.from_dict(x) for x in v) for k, v in d["profiles"].items()}
+        Raises
+        ------
+        ValueError
+            When there is no model profile (reported as a :class:`~rcvlab.errors.DataError`
+            by :meth:`from_json`).
+        """
+        profiles_in = d.get("profiles")
+        if not isinstance(profiles_in, Mapping) or "model" not in profiles_in:
+            raise ValueError("no model profile")
+        profiles = {k: tuple(LayerScore.from_dict(x) for x in v) for k, v in profiles_in.items()}
+        meta = d.get("meta")
+        if meta is None:  # written before the result contract
+            meta = {k: d.get(k, "") for k in _OLD_PROVENANCE}
+            meta["versions"] = {}
+            meta["seed"] = d.get("seed")
+        min_std = d.get("min_std")
         return cls(
             profiles=profiles,
             regressor=d.get("regressor", "ols"),
@@ -194,31 +286,18 @@ class ProfileResult:
             reps=int(d.get("reps", 0)),
             test_fraction=float(d.get("test_fraction", 0.3)),
             seed=int(d.get("seed", 0)),
+            min_std=None if min_std is None else float(min_std),
             model=d.get("model", ""),
             weights=d.get("weights", ""),
             measure=d.get("measure", ""),
-            data=d.get("data", {}),
-            command=d.get("command", ""),
-            rcvlab_version=d.get("rcvlab_version", ""),
-            extra=d.get("extra", {}),
+            data=dict(d.get("data", {})),
+            extra=dict(d.get("extra", {})),
+            meta=dict(meta),
         )
 
 
-def _f(x: Any) -> float:
-    return float("nan") if x is None else float(x)
-
-
-def _jsonable(x: Any) -> Any:
-    """Convert numpy scalars and non-finite floats (-> None) so that strict JSON is written."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+# Other modules still import the old private name; they are moving to rcvlab.result.jsonable.
+_jsonable = jsonable
 
 
 __all__ = ["PROFILE_KINDS", "LayerScore", "ProfileResult"]

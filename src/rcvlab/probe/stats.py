@@ -169,6 +169,7 @@ def summarise(
     n_test: int | Mapping[str, int] | None = None,
     r2_by_class: Mapping[str, ArrayLike] | None = None,
     n_constant: int = 0,
+    n_floored: int = 0,
 ) -> LayerScore:
     """Summarise one layer's repetitions into a :class:`LayerScore`.
 
@@ -187,12 +188,14 @@ def summarise(
         :func:`pooled_ci95` over the classes.
     n_constant : int
         Columns dropped as constant (maximum over repetitions).
+    n_floored : int
+        Columns whose scale the ``min_std`` guard raised (maximum over repetitions).
 
     Returns
     -------
     LayerScore
-        ``r2_mean`` and ``r2_std`` (``ddof=1``; NaN with one value) over all values,
-        ``r2_norm_mean`` the mean of ``exp(R² - 1)``.
+        ``r2_mean`` and ``r2_std`` (``ddof=1``; NaN with one value) over all values
+        (``r2_median`` is derived from them), ``r2_norm_mean`` the mean of ``exp(R² - 1)``.
     """
     r2 = np.asarray(r2_values, dtype=np.float64).ravel()
     if r2.size == 0:
@@ -228,6 +231,7 @@ def summarise(
         r2_norm_mean=norm_mean,
         r2_by_class=by_class,
         n_constant=int(n_constant),
+        n_floored=int(n_floored),
     )
 
 

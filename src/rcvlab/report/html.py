@@ -2,28 +2,29 @@
 
 Figures are embedded as base64 data URIs and the style sheet is inline, so the single file
 can be mailed or archived without any other asset; the page has no JavaScript. Every piece
-of text that comes from a run (commands, paths, layer names, notes) is HTML-escaped.
+of text that comes from a run (commands, paths, layer names, notes) is HTML-escaped. The
+tables are rendered by pandas (:func:`html_table`).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import math
 import os
 import platform
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from html import escape
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from rcvlab.probe.result import LayerScore, ProfileResult
+from rcvlab.runio import write_text
 
 FigureLike = Figure | str | os.PathLike[str]
 SkipLike = Any  # a ``(path, reason)`` pair or an object with ``.path`` and ``.reason``
@@ -52,8 +53,9 @@ h2 { border-bottom: 1px solid #bbb; margin-top: 2em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; }
 th { background: #eee; text-align: left; }
-td.num { text-align: right; font-family: "SFMono-Regular", Consolas, monospace;
-         white-space: nowrap; }
+td.num, table.overview td:nth-child(n+5), table.layers td:nth-child(1),
+table.layers td:nth-child(n+3), table.env td:nth-child(2) {
+  text-align: right; font-family: "SFMono-Regular", Consolas, monospace; white-space: nowrap; }
 tr.best td { background: #fff3bf; font-weight: bold; }
 dl.meta { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; }
 dl.meta dt { font-weight: bold; }
@@ -142,7 +144,66 @@ def _e(x: Any) -> str:
     return escape(str(x), quote=True)
 
 
-def _figure_data_uri(fig: FigureLike) -> str:
+def html_table(
+    frame: pd.DataFrame,
+    *,
+    css_class: str = "",
+    raw_columns: Collection[str] = (),
+    row_classes: Mapping[int, str] | None = None,
+) -> str:
+    """An HTML table of ``frame`` (pandas ``DataFrame.to_html``), every text escaped.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The cells as display values (formatted numbers, names); the columns are the headers.
+    css_class : str
+        Extra class of the ``<table>`` (the page's style sheet aligns numbers by it).
+    raw_columns : collection of str
+        Columns whose cells are HTML made by rcvlab (e.g. links) and are not escaped again.
+    row_classes : mapping of int to str, optional
+        Row position -> class of its ``<tr>`` (e.g. ``"best"``).
+
+    Returns
+    -------
+    str
+    """
+    cells = pd.DataFrame(
+        {_e(c): [str(v) if c in raw_columns else _e(v) for v in frame[c]] for c in frame.columns},
+        index=range(len(frame)),
+    )
+    html = cells.to_html(
+        index=False, escape=False, border=0, classes=css_class or None, justify="left"
+    )
+    if row_classes:
+        head, body = html.split("<tbody>", 1)
+        # Every cell is escaped, so each "<tr>" of the body opens one row, in order.
+        first, *rows = body.split("<tr>")
+        body = first + "".join(
+            (f'<tr class="{_e(row_classes[i])}">' if i in row_classes else "<tr>") + row
+            for i, row in enumerate(rows)
+        )
+        html = f"{head}<tbody>{body}"
+    return html
+
+
+def figure_data_uri(fig: FigureLike) -> str:
+    """A ``data:`` URI (base64) of a figure, to embed it in a self-contained page.
+
+    Parameters
+    ----------
+    fig : Figure or path
+        A matplotlib figure (saved as PNG at 110 dpi) or a PNG, JPEG or SVG file.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        For a file of another type.
+    """
     if isinstance(fig, Figure):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -183,19 +244,17 @@ def _overview(results: Sequence[ProfileResult]) -> str:
     for i, r in enumerate(results):
         best = r.score(r.best_layer)
         rows.append(
-            "<tr>"
-            f'<td><a href="#{_anchor(i)}">{_e(r.model or "?")}</a></td>'
-            f"<td>{_e(r.weights)}</td><td>{_e(r.measure)}</td>"
-            f"<td>{_e(r.best_layer)}</td>"
-            f'<td class="num">{_e(fmt_score(best))}</td>'
-            f'<td class="num">{_e(fmt_num(best.r2_norm_mean))}</td>'
-            "</tr>"
+            {
+                "model": f'<a href="#{_anchor(i)}">{_e(r.model or "?")}</a>',
+                "weights": r.weights,
+                "measure": r.measure,
+                "best layer": r.best_layer,
+                "test R² mean ± std [95 % CI]": fmt_score(best),
+                "median R²": fmt_num(best.r2_median),
+                "e^(R²−1)": fmt_num(best.r2_norm_mean),
+            }
         )
-    return (
-        "<table><thead><tr><th>model</th><th>weights</th><th>measure</th><th>best layer</th>"
-        "<th>test R² mean ± std [95 % CI]</th><th>e^(R²−1)</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
+    return html_table(pd.DataFrame(rows), css_class="overview", raw_columns={"model"})
 
 
 def _data_rows(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -211,29 +270,24 @@ def _layer_table(r: ProfileResult) -> str:
     lookup = {k: {s.layer: s for s in r.profiles[k]} for k in kinds}
     heads = {"random": "random weights R²", "shuffled": "shuffled measures R²"}
     weights = r.weights or "model"
-    head = (
-        "<tr><th>#</th><th>layer</th><th>dim</th>"
-        f"<th>{_e(weights)} R² mean ± std [95 % CI]</th>"
-        + "".join(f"<th>{heads[k]} mean ± std</th>" for k in kinds)
-        + "<th>e^(R²−1)</th></tr>"
-    )
     best = r.best_layer
     rows = []
     for i, s in enumerate(r.profiles["model"]):
-        cls = ' class="best"' if s.layer == best else ""
-        mark = " ★" if s.layer == best else ""
-        cells = [
-            f'<td class="num">{i}</td>',
-            f"<td>{_e(s.layer)}{mark}</td>",
-            f'<td class="num">{s.dim}</td>',
-            f'<td class="num">{_e(fmt_score(s))}</td>',
-        ]
-        cells += [
-            f'<td class="num">{_e(fmt_score(lookup[k].get(s.layer), ci=False))}</td>' for k in kinds
-        ]
-        cells.append(f'<td class="num">{_e(fmt_num(s.r2_norm_mean))}</td>')
-        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+        row: dict[str, Any] = {
+            "#": i,
+            "layer": s.layer + (" ★" if s.layer == best else ""),
+            "dim": s.dim,
+            f"{weights} R² mean ± std [95 % CI]": fmt_score(s),
+            f"{weights} R² median": fmt_num(s.r2_median),
+        }
+        if r.min_std is not None:
+            row["columns floored (max over splits)"] = s.n_floored
+        for k in kinds:
+            row[f"{heads[k]} mean ± std"] = fmt_score(lookup[k].get(s.layer), ci=False)
+        row["e^(R²−1)"] = fmt_num(s.r2_norm_mean)
+        rows.append(row)
+    best_row = r.layers.index(best)
+    return html_table(pd.DataFrame(rows), css_class="layers", row_classes={best_row: "best"})
 
 
 def _result_section(i: int, r: ProfileResult) -> str:
@@ -248,6 +302,12 @@ def _result_section(i: int, r: ProfileResult) -> str:
         ("repetitions", str(r.reps)),
         ("test fraction", f"{r.test_fraction:g}"),
         ("seed", str(r.seed)),
+        (
+            "standardisation guard (min_std)",
+            "off (plain per-column standardisation)"
+            if r.min_std is None
+            else f"{r.min_std:g} × the median training std (a column's std is floored there)",
+        ),
         ("baselines", ", ".join(k for k in r.profiles if k != "model") or "none"),
         ("best layer", r.best_layer),
         ("best layer test R²", f"{fmt_score(best)} (e^(R²−1) = {fmt_num(best.r2_norm_mean)})"),
@@ -266,14 +326,15 @@ def _result_section(i: int, r: ProfileResult) -> str:
         "<h3>Test R² per layer</h3>"
         '<p class="muted">Layers in network order; ★ marks the best layer (highest mean '
         "test R² of the model). Below 0 (e^(R²−1) &lt; 1/e ≈ 0.368) the regression is worse "
-        "than predicting the mean.</p>"
+        "than predicting the mean. A median far above the mean means that a few splits "
+        "pull the mean down.</p>"
         f"{_layer_table(r)}</section>"
     )
 
 
 def _figures_section(figures: Mapping[str, FigureLike]) -> str:
     parts = [
-        f'<figure><img src="{_figure_data_uri(fig)}" alt="{_e(caption)}">'
+        f'<figure><img src="{figure_data_uri(fig)}" alt="{_e(caption)}">'
         f"<figcaption>{_e(caption)}</figcaption></figure>"
         for caption, fig in figures.items()
     ]
@@ -284,22 +345,15 @@ def _skipped_section(skipped: Sequence[SkipLike]) -> str:
     pairs = [_skip_pair(s) for s in skipped]
     if not pairs:
         return '<h2>Skipped items</h2><p class="muted">None.</p>'
-    rows = "".join(f"<tr><td>{_e(p)}</td><td>{_e(reason)}</td></tr>" for p, reason in pairs)
-    head = "<thead><tr><th>path</th><th>reason</th></tr></thead>"
-    table = f"<table>{head}<tbody>{rows}</tbody></table>"
+    table = html_table(pd.DataFrame(pairs, columns=["path", "reason"]), css_class="skipped")
     if len(pairs) > SKIPPED_OPEN_MAX:
         table = f"<details><summary>{len(pairs)} items skipped (show)</summary>{table}</details>"
     return f"<h2>Skipped items ({len(pairs)})</h2>{table}"
 
 
 def _environment_section(environment: Mapping[str, str]) -> str:
-    rows = "".join(
-        f'<tr><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in environment.items()
-    )
-    return (
-        "<h2>Environment</h2><table><thead><tr><th>component</th><th>version</th></tr>"
-        f"</thead><tbody>{rows}</tbody></table>"
-    )
+    frame = pd.DataFrame(list(environment.items()), columns=["component", "version"])
+    return "<h2>Environment</h2>" + html_table(frame, css_class="env")
 
 
 # -- public API -----------------------------------------------------------------------------
@@ -379,7 +433,7 @@ def write_report(
     results: Sequence[ProfileResult],
     **kwargs: Any,
 ) -> Path:
-    """Render the report and write it atomically (temporary file, then :func:`os.replace`).
+    """Render the report and write it atomically (:func:`rcvlab.runio.write_text`).
 
     Parameters
     ----------
@@ -396,25 +450,17 @@ def write_report(
         The written file.
     """
     path = Path(path)
-    text = render_report(results, **kwargs)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text(path, render_report(results, **kwargs))
     return path
 
 
 __all__ = [
     "ENV_PACKAGES",
     "environment_info",
+    "figure_data_uri",
     "fmt_num",
     "fmt_score",
+    "html_table",
     "render_report",
     "write_report",
 ]

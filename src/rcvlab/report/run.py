@@ -9,7 +9,18 @@ from pathlib import Path
 import pandas as pd
 
 from rcvlab.probe.result import ProfileResult
-from rcvlab.runio import write_skipped, write_text
+from rcvlab.runio import write_figure, write_skipped, write_text
+
+
+def profiles_frame(profiles: Sequence[ProfileResult]) -> pd.DataFrame:
+    """``profile.csv``: every profile's table with ``model`` and ``weights`` columns in front."""
+    frames = []
+    for res in profiles:
+        f = res.to_frame()
+        f.insert(0, "model", res.model)
+        f.insert(1, "weights", res.weights)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
 
 
 def write_profile_run(
@@ -22,6 +33,19 @@ def write_profile_run(
 ) -> dict[str, Path]:
     """Write ``profile.json`` (first result; others as ``profile_<model>.json``), ``profile.csv``
     (all results, a ``model`` column), ``profile.png``, ``skipped.csv`` and ``report.html``.
+
+    Every file is written atomically (a temporary name, then a rename), so a killed run never
+    leaves a half-written one. ``profile.csv`` has the columns ``model``, ``weights``, then
+    those of :meth:`ProfileResult.to_frame` (``r2_median``, ``n_floored`` among them).
+
+    Parameters
+    ----------
+    out : path
+        The run folder (it exists).
+    results : sequence of ProfileResult
+        One per model; the first one is ``profile.json``.
+    title, notes, sections
+        Passed to :func:`rcvlab.report.html.write_report`.
 
     Returns
     -------
@@ -37,16 +61,10 @@ def write_profile_run(
         name = "profile.json" if i == 0 else f"profile_{res.model}.json"
         res.to_json(out / name)
         files[name] = out / name
-    frames = []
-    for res in results:
-        f = res.to_frame()
-        f.insert(0, "model", res.model)
-        f.insert(1, "weights", res.weights)
-        frames.append(f)
-    write_text(out / "profile.csv", pd.concat(frames, ignore_index=True).to_csv(index=False))
+    write_text(out / "profile.csv", profiles_frame(results).to_csv(index=False))
     files["profile.csv"] = out / "profile.csv"
     fig = plot_profile(results[0]) if len(results) == 1 else plot_profiles(results)
-    fig.savefig(out / "profile.png", dpi=120, bbox_inches="tight")
+    write_figure(out / "profile.png", fig, dpi=120)
     files["profile.png"] = out / "profile.png"
     skipped: list[tuple[str, str]] = []
     for res in results:
@@ -77,4 +95,4 @@ def write_profile_run(
     return files
 
 
-__all__ = ["write_profile_run"]
+__all__ = ["profiles_frame", "write_profile_run"]
