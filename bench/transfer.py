@@ -35,10 +35,10 @@ def main() -> None:
     variants = ["pretrained", "scratch", f"pruned:{args.layer}"]
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()
-        transfer(data, m, variants, seeds=args.seeds, epochs=args.epochs, cache_dir=cache)
+        transfer(m, data, variants, seeds=args.seeds, epochs=args.epochs, cache_dir=cache)
         linear = time.perf_counter() - t
     t = time.perf_counter()
-    transfer(data, m, variants, seeds=1, epochs=1, mode="finetune")
+    transfer(m, data, variants, seeds=1, epochs=1, mode="finetune")
     epoch = time.perf_counter() - t  # one epoch of each of the three variants
     total = epoch * args.epochs * args.seeds
     print(f"{args.model}, {len(data)} patches, {torch.get_num_threads()} threads")

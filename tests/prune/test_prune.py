@@ -5,7 +5,7 @@ import torch.nn as nn
 from PIL import Image
 
 from rcvlab import RcvlabError, UnknownNameError, extract_features, load_model
-from rcvlab.prune import PrunedModel, PruneError, prune, prune_summary
+from rcvlab.prune import PrunedModel, PruneError, check_prune_layer, prune, prune_summary
 
 # Small inputs keep the forward passes cheap; parameter counts do not depend on them.
 SIZES = {"inception_v3": 75, "resnet50": 64, "efficientnet_lite0": 64, "mobilenet_v2": 64}
@@ -126,7 +126,7 @@ def test_last_layer_keeps_the_whole_backbone():
 
 def test_inception_keeps_transform_input_and_maxpools():
     pm = prune(model("inception_v3"), "mixed0", copy=False, verify=False)
-    names = list(pm.backbone._modules)
+    names = [n for n, _ in pm.backbone.named_children()]
     assert names[0] == "transform_input"
     assert names[1:] == [
         "Conv2d_1a_3x3",
@@ -201,6 +201,29 @@ def test_layers_off_the_main_path_are_refused_with_the_reason(name, at, match):
     assert isinstance(e.value, RcvlabError)
     assert f"Cannot prune {name} at '{at}'" in str(e.value)
     assert "\n" not in str(e.value)
+    # the one check transfer runs on its pruned:LAYER variants refuses with the same line
+    with pytest.raises(PruneError) as checked:
+        check_prune_layer(model(name), at)
+    assert str(checked.value) == str(e.value)
+
+
+def test_check_prune_layer_reads_the_module_tree_only():
+    m = model("resnet50")
+
+    def no_forward(*args):
+        raise AssertionError("check_prune_layer ran the network")
+
+    handle = m.module.register_forward_pre_hook(no_forward)
+    try:
+        spec = check_prune_layer(m, "layer3.2")
+        assert (spec.name, spec.module) == ("layer3.2", "layer3.2")
+        assert check_prune_layer(m, "add15").kind == "residual_sum"
+        with pytest.raises(UnknownNameError, match="Did you mean 'add15'"):
+            check_prune_layer(m, "add155")
+        with pytest.raises(RcvlabError, match="not int"):
+            check_prune_layer(m, 3)
+    finally:
+        handle.remove()
 
 
 def test_unknown_layer_is_the_models_unknown_name_error():
@@ -292,6 +315,9 @@ def test_a_guessed_chain_is_checked_against_the_forward():
         prune(m, "conv3")
     with pytest.raises(PruneError, match="not the chain of modules rcvlab assumed"):
         prune(m, "conv3", verify=False)  # a guessed chain is always checked
+    with pytest.raises(PruneError, match="not the chain of modules rcvlab assumed"):
+        check_prune_layer(m, "conv3")
+    assert check_prune_layer(m, "conv2").name == "conv2"
     with pytest.raises(PruneError, match="after the global average pooling"):
         prune(m, "fc")
 

@@ -18,12 +18,11 @@ head maps back to pixels), so that Adam's fixed step suits any feature scale.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -31,22 +30,15 @@ import torch
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
-from rcvlab import __version__
+from rcvlab.analyses.heads import Variant, finetune_network, train_head
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.extract import extract_features
 from rcvlab.models.registry import Model, load_model
-from rcvlab.probe.result import _jsonable
 from rcvlab.probe.splits import group_split
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A transfer variant: ``pretrained``, ``scratch`` or ``pruned`` at ``layer``."""
-
-    name: str
-    kind: str
-    layer: str
+from rcvlab.prune.prune import check_prune_layer
+from rcvlab.result import Result, jsonable, nan_if_none, provenance
+from rcvlab.runio import write_torch
 
 
 def parse_variants(variants: Sequence[str], model: Model) -> list[Variant]:
@@ -63,7 +55,7 @@ def parse_variants(variants: Sequence[str], model: Model) -> list[Variant]:
         if v in ("pretrained", "scratch"):
             out.append(Variant(v, v, last))
         elif v.startswith("pruned:"):
-            (spec,) = model.resolve([v.split(":", 1)[1]])
+            spec = check_prune_layer(model, v.split(":", 1)[1].strip())
             out.append(Variant(f"pruned:{spec.name}", "pruned", spec.name))
         else:
             raise RcvlabError(
@@ -83,193 +75,55 @@ def nearest_class(values: np.ndarray, class_means: Mapping[str, float]) -> np.nd
     return np.asarray(labels, dtype=object)[idx]
 
 
-def train_head(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    *,
-    seed: int,
-    epochs: int = 5,
-    lr: float = 1e-4,
-    batch_size: int = 32,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train a single-unit linear head with MSE and Adam; keep the epoch with the best val MAE.
+@dataclass(frozen=True)
+class TransferTestSet:
+    """The test split of a transfer experiment: one entry per patch, in data order.
 
-    Returns the head (it takes raw features and predicts in the target's units) and a log
-    with the per-epoch validation MAE and the chosen epoch.
+    Attributes
+    ----------
+    index : tuple of int
+        Row of the patch in the data set.
+    path : tuple of str
+        The patch's identifier (its file path; ``array[i]`` for in-memory images).
+    group : tuple of str
+        Its source group (slide).
+    true_class : tuple of str
+        Its class (magnification).
+    true_area : tuple of float
+        Its measure (the average nuclei area by default).
     """
-    g = torch.Generator().manual_seed(int(seed))
-    # Centre per column but scale by one number (the RMS of the columns' std): per-column
-    # scaling would blow up nearly dead units (std ~1e-5 on the training patches) whenever a
-    # test patch activates them.
-    xm = x_train.mean(0)
-    xs = np.full(x_train.shape[1], float(np.sqrt((x_train.std(0) ** 2).mean())) or 1.0)
-    ym, ys = float(y_train.mean()), float(y_train.std()) or 1.0
-    xt = torch.tensor((x_train - xm) / xs, dtype=torch.float32)
-    yt = torch.tensor((y_train - ym) / ys, dtype=torch.float32)[:, None]
-    xv = torch.tensor((x_val - xm) / xs, dtype=torch.float32)
-    lin = torch.nn.Linear(xt.shape[1], 1)
-    with torch.no_grad():
-        bound = 1.0 / math.sqrt(xt.shape[1])
-        lin.weight.uniform_(-bound, bound, generator=g)
-        lin.bias.zero_()
-    opt = torch.optim.Adam(lin.parameters(), lr=lr)
-    best, best_state, history = math.inf, None, []
-    for _ in range(epochs):
-        order = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(xt), batch_size):
-            b = order[i : i + batch_size]
-            opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(lin(xt[b]), yt[b])
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            mae = float(np.abs(lin(xv).numpy()[:, 0] * ys + ym - y_val).mean())
-        history.append(mae)
-        if mae < best:
-            best, best_state = mae, {k: v.clone() for k, v in lin.state_dict().items()}
-    lin.load_state_dict(best_state)
-    head = _Head(lin, xm, xs, ym, ys)
-    return head, {"val_mae": history, "best_epoch": int(np.argmin(history)) + 1}
 
+    index: tuple[int, ...] = ()
+    path: tuple[str, ...] = ()
+    group: tuple[str, ...] = ()
+    true_class: tuple[str, ...] = ()
+    true_area: tuple[float, ...] = ()
 
-class _Head(torch.nn.Module):
-    """A linear head with the training standardisation folded in (raw features -> area)."""
-
-    def __init__(self, lin: torch.nn.Linear, xm, xs, ym: float, ys: float) -> None:
-        super().__init__()
-        self.lin = lin
-        self.register_buffer("x_mean", torch.tensor(xm, dtype=torch.float32))
-        self.register_buffer("x_scale", torch.tensor(xs, dtype=torch.float32))
-        self.register_buffer("y_mean", torch.tensor(ym, dtype=torch.float32))
-        self.register_buffer("y_scale", torch.tensor(ys, dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin((x - self.x_mean) / self.x_scale)[:, 0] * self.y_scale + self.y_mean
-
-
-class FinetuneNet(torch.nn.Module):
-    """A backbone that ends in GAP plus a single-unit head, trained end to end."""
-
-    def __init__(
-        self,
-        backbone: torch.nn.Module,
-        dim: int,
-        data: ImageSet,
-        model: Model,
-        y_mean: float,
-        y_scale: float,
-        device: torch.device,
-        batch_size: int,
-    ) -> None:
-        super().__init__()
-        self.backbone, self.dim = backbone, dim
-        self.head = torch.nn.Linear(dim, 1)
-        self.data, self.model, self.device, self.batch_size = data, model, device, batch_size
-        self.y_mean, self.y_scale = y_mean, y_scale
-        self.log: dict[str, Any] = {}
-        self._unreadable: set[int] = set()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))[:, 0]
-
-    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray]:
-        """Preprocessed images of ``idx`` (unreadable ones dropped and remembered)."""
-        images, ok = [], []
-        for i in idx:
-            if int(i) in self._unreadable:
-                continue
-            try:
-                images.append(self.data.load(int(i)))
-                ok.append(int(i))
-            except DataError:
-                self._unreadable.add(int(i))
-        if not images:
-            return None, np.asarray(ok, dtype=np.intp)
-        x = self.model.preprocessing(images, mode="resize").to(self.device)
-        return x, np.asarray(ok, dtype=np.intp)
-
-    def readable(self, idx: np.ndarray) -> np.ndarray:
-        return np.asarray([i for i in idx if int(i) not in self._unreadable], dtype=np.intp)
-
-    @torch.no_grad()
-    def predict(self, idx: np.ndarray) -> np.ndarray:
-        """Predicted measure (original units) for images ``idx``, in eval mode."""
-        self.eval()
-        out = []
-        for k in range(0, len(idx), self.batch_size):
-            x, _ = self.batch(idx[k : k + self.batch_size])
-            if x is not None:
-                out.append(self(x).cpu().numpy())
-        pred = np.concatenate(out) if out else np.zeros(0)
-        return pred.astype(np.float64) * self.y_scale + self.y_mean
-
-    def head_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
-
-
-def finetune_network(
-    model: Model,
-    variant: Variant,
-    data: ImageSet,
-    y: np.ndarray,
-    train: np.ndarray,
-    val: np.ndarray,
-    *,
-    seed: int,
-    twin_seed: int,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    device: str | None = None,
-) -> FinetuneNet:
-    """Train backbone + head end to end (MSE, Adam) and keep the best epoch by val MAE.
-
-    ``pretrained`` and ``pruned`` start from the model's weights (pruned after their layer),
-    ``scratch`` from the architecture's random initialisation (seeded with ``twin_seed``).
-    """
-    from rcvlab.features.extract import choose_device
-    from rcvlab.prune import prune
-
-    dev = choose_device(device)
-    source = model.twin("random", twin_seed) if variant.kind == "scratch" else model
-    backbone = prune(source, at=variant.layer, copy=True)
-    ym, ys = float(y[train].mean()), float(y[train].std()) or 1.0
-    net = FinetuneNet(backbone, backbone.out_dim, data, model, ym, ys, dev, batch_size)
-    g = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        bound = 1.0 / math.sqrt(net.dim)
-        net.head.weight.uniform_(-bound, bound, generator=g)
-        net.head.bias.zero_()
-    net.to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    best, best_state, history = math.inf, None, []
-    for _ in range(epochs):
-        net.train()
-        order = train[torch.randperm(len(train), generator=g).numpy()]
-        for k in range(0, len(order), batch_size):
-            x, ok = net.batch(order[k : k + batch_size])
-            if x is None or len(ok) < 2:  # BatchNorm needs two images in train mode
-                continue
-            t = torch.tensor((y[ok] - ym) / ys, dtype=torch.float32, device=dev)
-            opt.zero_grad()
-            torch.nn.functional.mse_loss(net(x), t).backward()
-            opt.step()
-        v = net.readable(val)
-        mae = float(np.abs(net.predict(v) - y[v]).mean())
-        history.append(mae)
-        if mae < best:
-            best = mae
-            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
-    net.load_state_dict(best_state)
-    net.log = {"val_mae": history, "best_epoch": int(np.argmin(history)) + 1}
-    return net
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 @dataclass(frozen=True)
 class TransferRun:
-    """One variant and seed: test-set errors and agreement."""
+    """One variant and seed: test-set errors and agreement.
+
+    Attributes
+    ----------
+    variant, seed, layer, dim, best_epoch
+        The variant, the head's seed, the layer read (its feature dimension) and the epoch
+        kept (best validation MAE).
+    mae, mae_by_class
+        Test MAE of the measure, overall and per true class.
+    accuracy, kappa, kappa_quadratic
+        Agreement of the nearest-mean class with the true class (Cohen's kappa unweighted
+        and with quadratic weights, classes in magnification order); NaN when fewer than two
+        classes occur.
+    n_test
+        Test patches with a prediction.
+    predicted_area
+        The prediction for every patch of :attr:`TransferResult.test`, in its order; NaN
+        where this run has none (features not finite, image unreadable).
+    """
 
     variant: str
     seed: int
@@ -281,64 +135,248 @@ class TransferRun:
     kappa: float
     kappa_quadratic: float
     best_epoch: int
+    n_test: int = 0
+    predicted_area: tuple[float, ...] = field(default=(), repr=False)
+
+
+PREDICTION_COLUMNS = (
+    "variant",
+    "seed",
+    "path",
+    "group",
+    "true_class",
+    "true_area",
+    "predicted_area",
+    "predicted_class",
+)
+"""Columns of :meth:`TransferResult.predictions_frame` (``predictions.csv``)."""
+
+CLASS_COLUMNS = ("variant", "seed", "class", "n_test", "mae")
+"""Columns of :meth:`TransferResult.class_frame` (``transfer_by_class.csv``)."""
 
 
 @dataclass(frozen=True)
-class TransferResult:
-    """Every run of a transfer experiment, the class means used for the mapping and the tests."""
+class TransferResult(Result):
+    """Every run of a transfer experiment, its test predictions and the Wilcoxon tests.
+
+    :meth:`to_frame` (``transfer.csv``) has one row per variant and seed with the columns
+    ``variant``, ``seed``, ``layer`` (the layer read), ``dim`` (its feature dimension),
+    ``best_epoch`` (epoch kept by validation MAE), ``n_test`` (test patches predicted),
+    ``mae`` (test MAE of the measure), ``accuracy``, ``kappa`` and ``kappa_quadratic``
+    (agreement of the nearest-mean class with the true class). :meth:`class_frame` has the
+    MAE per true class, :meth:`predictions_frame` every test prediction and
+    :meth:`summary_frame` the mean and standard deviation over seeds (the paper's Table 2).
+
+    Attributes
+    ----------
+    runs : tuple of TransferRun
+        One per variant and seed, variants in the order given, seeds 0 … seeds-1.
+    class_mean_area : dict of str to float
+        Training-split mean of the measure per class, in magnification order: a prediction
+        maps to the class whose mean is nearest (:func:`nearest_class`).
+    wilcoxon : dict
+        ``pruned_vs_<other>`` (or ``pruned_<layer>_vs_<other>`` with several pruned
+        variants): ``statistic``, ``p`` (two-sided) and ``n`` (seeds paired).
+    test : TransferTestSet
+        The test patches; every run's ``predicted_area`` follows their order.
+    model, weights, mode, measure, epochs, lr, batch_size, fractions
+        The experiment's settings.
+    data : dict
+        Split sizes and groups: ``n_images``, ``n_excluded_nan`` (no finite measure),
+        ``n_train``, ``n_val``, ``n_test``, ``n_groups`` and ``groups`` per split, and the
+        ``skipped`` items.
+    meta : dict
+        Provenance (:func:`rcvlab.result.provenance`): command, versions, ``seed`` (of the
+        group split and the random-weights twin), data fingerprint.
+    heads : dict of str to dict of tensors
+        The trained heads' state dicts by ``"<variant>/seed<k>"``. Tensors are not JSON:
+        heads are **not** written by :meth:`to_json` (the run folder keeps them in
+        ``heads.pt``), a result read back with :meth:`from_json` has none, and they take
+        no part in equality.
+    """
+
+    kind: ClassVar[str] = "transfer"
+    frame_columns: ClassVar[tuple[str, ...]] = (
+        "variant",
+        "seed",
+        "layer",
+        "dim",
+        "best_epoch",
+        "n_test",
+        "mae",
+        "accuracy",
+        "kappa",
+        "kappa_quadratic",
+    )
 
     runs: tuple[TransferRun, ...]
     class_mean_area: dict[str, float]
     wilcoxon: dict[str, dict[str, float]]
-    model: str = ""
-    weights: str = ""
-    mode: str = "linear"
-    measure: str = "nuclei_area"
-    epochs: int = 5
-    lr: float = 1e-4
-    batch_size: int = 32
-    seed: int = 0
-    data: dict[str, Any] = field(default_factory=dict)
-    command: str = ""
-    rcvlab_version: str = ""
+    test: TransferTestSet
+    model: str
+    weights: str
+    mode: str
+    measure: str
+    epochs: int
+    lr: float
+    batch_size: int
+    fractions: tuple[float, float, float]
+    data: dict[str, Any]
+    meta: dict[str, Any]
     heads: dict[str, dict[str, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
     @property
     def variants(self) -> list[str]:
+        """The variants, in the order given."""
         return list(dict.fromkeys(r.variant for r in self.runs))
 
+    @property
+    def seed(self) -> int | None:
+        """Seed of the group split and of the random-weights twin (from :attr:`meta`)."""
+        return self.meta.get("seed")
+
     def to_frame(self) -> pd.DataFrame:
-        """One row per (variant, seed) with MAE (overall, per class), accuracy and kappas."""
+        """One row per (variant, seed); the columns are listed in the class docstring."""
+        rows = [{c: getattr(r, c) for c in self.frame_columns} for r in self.runs]
+        return pd.DataFrame(rows, columns=list(self.frame_columns))
+
+    def class_frame(self) -> pd.DataFrame:
+        """Test MAE per true class: ``variant, seed, class, n_test, mae``, one row each.
+
+        ``n_test`` counts the class's test patches the run predicted (0 for a result read
+        from a file written before predictions were kept).
+        """
+        true_class = np.asarray(self.test.true_class, dtype=object)
         rows = []
         for r in self.runs:
-            d = {k: v for k, v in asdict(r).items() if k != "mae_by_class"}
-            d.update({f"mae_{k}": v for k, v in r.mae_by_class.items()})
-            rows.append(d)
-        return pd.DataFrame(rows)
+            pred = np.asarray(r.predicted_area, dtype=np.float64)
+            seen = true_class[np.isfinite(pred)] if pred.size == len(true_class) else true_class[:0]
+            for c, mae in r.mae_by_class.items():
+                rows.append((r.variant, r.seed, c, int((seen == c).sum()), mae))
+        return pd.DataFrame(rows, columns=list(CLASS_COLUMNS))
+
+    def predictions_frame(self) -> pd.DataFrame:
+        """Every test prediction (``predictions.csv``), one row per variant, seed and patch.
+
+        Columns: ``variant``, ``seed``, ``path``, ``group``, ``true_class``, ``true_area``
+        (the measure), ``predicted_area`` and ``predicted_class`` (the class whose
+        training-split mean is nearest to the prediction). Patches a run could not predict
+        are left out.
+        """
+        t = self.test
+        parts = []
+        for r in self.runs:
+            pred = np.asarray(r.predicted_area, dtype=np.float64)
+            if pred.size != len(t):
+                continue  # a result read from a file written before predictions were kept
+            ok = np.isfinite(pred)
+            part = pd.DataFrame(
+                {
+                    "variant": r.variant,
+                    "seed": r.seed,
+                    "path": np.asarray(t.path, dtype=object)[ok],
+                    "group": np.asarray(t.group, dtype=object)[ok],
+                    "true_class": np.asarray(t.true_class, dtype=object)[ok],
+                    "true_area": np.asarray(t.true_area, dtype=np.float64)[ok],
+                    "predicted_area": pred[ok],
+                }
+            )
+            part["predicted_class"] = nearest_class(pred[ok], self.class_mean_area)
+            parts.append(part)
+        if not parts:
+            return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+        return pd.concat(parts, ignore_index=True)[list(PREDICTION_COLUMNS)]
 
     def summary_frame(self) -> pd.DataFrame:
-        """Mean and standard deviation (ddof=1) over seeds per variant (the paper's Table 2)."""
-        f = self.to_frame().drop(columns=["seed", "layer", "dim", "best_epoch"])
+        """Mean and standard deviation (ddof=1) over seeds per variant (the paper's Table 2).
+
+        Index: variant. Columns ``<metric>_mean`` and ``<metric>_std`` for ``mae``,
+        ``accuracy``, ``kappa``, ``kappa_quadratic`` and ``mae_<class>`` (MAE per class).
+        """
+        f = self.to_frame()[["variant", "mae", "accuracy", "kappa", "kappa_quadratic"]]
+        for c in self.class_mean_area:
+            f[f"mae_{c}"] = [r.mae_by_class.get(c, math.nan) for r in self.runs]
         g = f.groupby("variant", sort=False)
         out = g.mean().add_suffix("_mean").join(g.std(ddof=1).add_suffix("_std"))
-        return out[sorted(out.columns, key=lambda c: (c.rsplit("_", 1)[0], c))]
+        metrics = [c for c in f.columns if c != "variant"]
+        return out[[f"{m}_{s}" for m in metrics for s in ("mean", "std")]]
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "heads"}
+        """Everything but the heads, JSON-ready, plus the ``best_variant`` (lowest mean MAE)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "heads"}
         d["runs"] = [asdict(r) for r in self.runs]
-        d["best_variant"] = self.summary_frame()["mae_mean"].idxmin()
-        return _jsonable(d)
+        d["test"] = asdict(self.test)
+        mae = self.summary_frame()["mae_mean"] if self.runs else pd.Series(dtype=float)
+        d["best_variant"] = mae.idxmin() if mae.notna().any() else None
+        return jsonable(d)
 
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The ``transfer.json`` text; written atomically to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        if path is not None:
-            from rcvlab.runio import write_text
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TransferResult:
+        """Rebuild from :meth:`to_dict`.
 
-            write_text(path, text + "\n")
-        return text
+        Also reads a ``transfer.json`` written before the result contract (provenance in
+        top-level fields, no predictions: :meth:`predictions_frame` is then empty).
+        """
+        runs = tuple(
+            TransferRun(
+                variant=r["variant"],
+                seed=int(r["seed"]),
+                layer=r["layer"],
+                dim=int(r["dim"]),
+                mae=nan_if_none(r["mae"]),
+                mae_by_class={k: nan_if_none(v) for k, v in r["mae_by_class"].items()},
+                accuracy=nan_if_none(r["accuracy"]),
+                kappa=nan_if_none(r["kappa"]),
+                kappa_quadratic=nan_if_none(r["kappa_quadratic"]),
+                best_epoch=int(r["best_epoch"]),
+                n_test=int(r.get("n_test", 0)),
+                predicted_area=tuple(nan_if_none(v) for v in r.get("predicted_area", ())),
+            )
+            for r in d["runs"]
+        )
+        t = d.get("test") or {}
+        test = TransferTestSet(
+            index=tuple(int(i) for i in t.get("index", ())),
+            path=tuple(str(p) for p in t.get("path", ())),
+            group=tuple(str(g) for g in t.get("group", ())),
+            true_class=tuple(str(c) for c in t.get("true_class", ())),
+            true_area=tuple(nan_if_none(v) for v in t.get("true_area", ())),
+        )
+        data = dict(d.get("data", {}))
+        meta = d.get("meta")
+        if meta is None:  # the layout before the result contract
+            meta = {
+                "command": d.get("command", ""),
+                "rcvlab_version": d.get("rcvlab_version", ""),
+                "versions": {},
+                "seed": d.get("seed"),
+                "data_source": data.get("source", ""),
+            }
+        return cls(
+            runs=runs,
+            class_mean_area={k: nan_if_none(v) for k, v in d["class_mean_area"].items()},
+            wilcoxon={
+                k: {
+                    "statistic": nan_if_none(w["statistic"]),
+                    "p": nan_if_none(w["p"]),
+                    "n": int(w["n"]),
+                }
+                for k, w in d["wilcoxon"].items()
+            },
+            test=test,
+            model=d.get("model", ""),
+            weights=d.get("weights", ""),
+            mode=d.get("mode", "linear"),
+            measure=d.get("measure", "nuclei_area"),
+            epochs=int(d.get("epochs", 5)),
+            lr=float(d.get("lr", 1e-4)),
+            batch_size=int(d.get("batch_size", 32)),
+            fractions=tuple(float(x) for x in d.get("fractions", (0.6, 0.2, 0.2))),  # type: ignore[arg-type]
+            data=data,
+            meta=dict(meta),
+        )
 
     def to_markdown(self) -> str:
         """``summary.md``: Table 2 style means (std), per-class MAE and the Wilcoxon tests."""
@@ -377,16 +415,73 @@ class TransferResult:
         lines += [
             "",
             f"Seeds: {len(set(r.seed for r in self.runs))}; epochs {self.epochs}, "
-            f"lr {self.lr:g}, batch {self.batch_size}.",
-            f"Command: `{self.command}`",
+            f"lr {self.lr:g}, batch {self.batch_size}; split seed {self.seed}. "
+            "Every test prediction is in predictions.csv.",
+            f"Command: `{self.meta.get('command', '')}`",
             "",
         ]
         return "\n".join(lines)
 
 
+def check_transfer_options(
+    *,
+    seeds: int,
+    mode: str,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    fractions: Sequence[float],
+    seed: int,
+    feature_batch_size: int = 32,
+    device: str | None = None,
+) -> None:
+    """Raise a one-line :class:`RcvlabError` for an option :func:`transfer` cannot use.
+
+    Run by :func:`transfer` before any work; callers (the CLI) may run it before theirs.
+    """
+
+    def whole(name: str, value: Any, low: int, flag: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise RcvlabError(f"{name} must be a whole number >= {low}, got {value!r}; {flag}.")
+
+    if mode not in ("linear", "finetune"):
+        raise RcvlabError(f"Unknown mode {mode!r}; use 'linear' or 'finetune'.")
+    whole("epochs", epochs, 1, "train the heads for at least one epoch (--epochs 5)")
+    whole("seeds", seeds, 1, "train at least one head per variant (--seeds 10)")
+    whole("batch_size", batch_size, 1, "use a positive batch size (--batch-size 32)")
+    whole("feature_batch_size", feature_batch_size, 1, "use a positive batch size")
+    whole("seed", seed, 0, "use a seed >= 0 (--seed 0)")
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, int | float | np.floating | np.integer)
+        or not math.isfinite(lr)
+        or lr <= 0
+    ):
+        raise RcvlabError(f"lr must be a finite number > 0, got {lr!r}; e.g. --lr 1e-4.")
+    try:
+        f = np.asarray(fractions, dtype=np.float64)
+    except (TypeError, ValueError):
+        f = np.full(1, np.nan)
+    if (
+        f.shape != (3,)
+        or not np.isfinite(f).all()
+        or (f <= 0).any()
+        or not math.isclose(f.sum(), 1.0, abs_tol=1e-9)
+    ):
+        raise RcvlabError(
+            f"fractions must be three shares > 0 (train, validation, test) summing to 1, "
+            f"got {tuple(fractions) if isinstance(fractions, Sequence) else fractions!r}; "
+            "e.g. (0.6, 0.2, 0.2)."
+        )
+    if device is not None:
+        from rcvlab.features.extract import choose_device
+
+        choose_device(device)
+
+
 def transfer(
+    model: str | Model,
     data: ImageSet,
-    model: str | Model = "inception_v3",
     variants: Sequence[str] = ("pretrained", "scratch", "pruned:mixed8"),
     *,
     weights: str = "imagenet",
@@ -401,37 +496,84 @@ def transfer(
     feature_batch_size: int = 32,
     cache_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    strict: bool = False,
     progress: bool = False,
     command: str = "",
     checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> TransferResult:
     """Train single-unit heads for every variant and seed and evaluate them (see module doc).
 
+    Every option and variant (``pruned:LAYER`` with :func:`rcvlab.prune.check_prune_layer`,
+    the same check :func:`rcvlab.prune.prune` makes) is checked before any work.
+
     Parameters
     ----------
+    model : str or Model
+        A registry name (loaded with ``weights`` and ``seed``) or a loaded model.
     data : ImageSet
         Patches with the measure, ``classes`` (magnification labels, e.g. ``"10X"``) and
         ``groups`` (source image of each patch: splits never share a group).
-    model : str or Model
     variants : sequence of str
         ``pretrained``, ``scratch``, ``pruned:LAYER`` (any number of pruned layers).
+    weights : str
+        Weights when ``model`` is a name.
     seeds : int
-        Heads per variant (seeds 0 … seeds-1: initialisation and batch order).
+        Heads per variant (seeds 0 … seeds-1: initialisation and batch order), >= 1.
     mode : {"linear", "finetune"}
         ``linear`` freezes the backbone (features once, heads only); ``finetune`` trains the
         whole network (backbone ending in GAP + head) for every variant and seed, keeping the
         epoch with the best validation MAE (its checkpoint goes to ``checkpoint_dir``).
+    measure : str
+        The regression target (a measure of ``data``).
+    epochs, lr, batch_size : int, float, int
+        Adam training of each head: epochs >= 1, learning rate > 0, batch size >= 1.
     fractions : (float, float, float)
-        Train / validation / test shares, split by group with ``seed``.
+        Train / validation / test shares (each > 0, summing to 1), split by group with
+        ``seed`` (:func:`rcvlab.probe.splits.group_split`).
+    seed : int
+        Seed of the group split and of the random-weights twin (``scratch``).
+    feature_batch_size, cache_dir, device, progress
+        Feature extraction (linear mode).
+    strict : bool
+        Raise on the first unreadable image instead of leaving it out (and listing it in
+        ``data["skipped"]``).
+    command : str
+        Recorded in ``meta``.
+    checkpoint_dir : path, optional
+        Finetune mode: where every variant's and seed's best network is saved.
 
     Returns
     -------
     TransferResult
+
+    Raises
+    ------
+    RcvlabError
+        An invalid option or variant (one line, naming the value).
+    PruneError
+        A ``pruned:LAYER`` variant at a layer :func:`rcvlab.prune.prune` refuses.
+    DataError
+        Data without classes or groups, or too few patches for a three-way split.
     """
-    if mode not in ("linear", "finetune"):
-        raise RcvlabError(f"Unknown mode '{mode}'; use 'linear' or 'finetune'.")
-    if seeds < 1:
-        raise RcvlabError(f"seeds must be >= 1, got {seeds}.")
+    if isinstance(model, ImageSet):
+        raise RcvlabError(
+            "transfer takes the model first, then the data: transfer(model, data, variants)."
+        )
+    check_transfer_options(
+        seeds=seeds,
+        mode=mode,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        fractions=fractions,
+        seed=seed,
+        feature_batch_size=feature_batch_size,
+        device=device,
+    )
+    if isinstance(variants, str):
+        variants = [v for v in variants.split(",") if v.strip()]
+    if not variants:
+        raise RcvlabError("No transfer variants; give pretrained, scratch and/or pruned:LAYER.")
     if data.classes is None or data.groups is None:
         raise DataError(
             "Transfer needs a class (magnification) and a group (source image) per patch; "
@@ -443,11 +585,22 @@ def transfer(
     keep = np.isfinite(y_all)
     n_nan = int((~keep).sum())
     idx = np.flatnonzero(keep)
-    tr, va, te = (idx[s] for s in group_split(data.groups[idx], fractions, seed))
+    if idx.size == 0:
+        raise DataError(f"No patch has a finite {measure}; nothing to transfer to.")
+    tr, va, te = (idx[s] for s in group_split(data.groups[idx], tuple(fractions), seed))
     if min(len(tr), len(va), len(te)) < 2:
-        raise DataError(f"Too few patches with a finite {measure} for a 3-way split ({len(idx)}).")
+        raise DataError(
+            f"Too few patches with a finite {measure} for a 3-way split by group "
+            f"({len(tr)} train / {len(va)} validation / {len(te)} test); need 2 in each."
+        )
 
-    kw = dict(batch_size=feature_batch_size, cache_dir=cache_dir, device=device, progress=progress)
+    kw = dict(
+        batch_size=feature_batch_size,
+        cache_dir=cache_dir,
+        device=device,
+        strict=strict,
+        progress=progress,
+    )
     feats = {}
     if mode == "linear":
         pre_layers = sorted({v.layer for v in vs if v.kind != "scratch"}, key=m.layers.index)
@@ -457,8 +610,7 @@ def transfer(
             last = next(v.layer for v in vs if v.kind == "scratch")
             feats["scratch"] = extract_features(m.twin("random", seed), data, [last], **kw)
     classes = data.classes
-    class_means = {c: float(y_all[tr][classes[tr] == c].mean()) for c in _ordered(classes[tr])}
-    labels = list(class_means)
+    class_means = class_mean_area(y_all[tr], classes[tr])
     runs, heads = [], {}
     for v in vs:
         if mode == "linear":
@@ -497,50 +649,42 @@ def transfer(
                     lr=lr,
                     batch_size=batch_size,
                     device=device,
+                    strict=strict,
                 )
                 log = net.log
                 c = c[np.isin(c, net.readable(c))]
                 pred = net.predict(c)
+                c = c[np.isin(c, net.readable(c))]  # predict() may find more unreadable
                 dim = net.dim
                 heads[f"{v.name}/seed{s}"] = net.head_state()
                 if checkpoint_dir is not None:
                     os.makedirs(checkpoint_dir, exist_ok=True)
                     name = f"{v.name.replace(':', '_')}_seed{s}.pt"
-                    torch.save(net.state_dict(), os.path.join(checkpoint_dir, name))
-            truth = y_all[c]
-            mag_pred = nearest_class(pred, class_means)
-            mag_true = classes[c]
-            by_class = {
-                k: float(np.abs(pred - truth)[mag_true == k].mean())
-                for k in labels
-                if (mag_true == k).any()
-            }
+                    write_torch(os.path.join(checkpoint_dir, name), net.state_dict())
             runs.append(
-                TransferRun(
-                    v.name,
-                    s,
-                    v.layer,
-                    dim,
-                    float(np.abs(pred - truth).mean()),
-                    by_class,
-                    float((mag_pred == mag_true).mean()),
-                    _kappa(mag_true, mag_pred, labels, None),
-                    _kappa(mag_true, mag_pred, labels, "quadratic"),
-                    log["best_epoch"],
-                )
+                _evaluate(v, s, dim, log["best_epoch"], pred, c, te, y_all, classes, class_means)
             )
-    result = TransferResult(
-        tuple(runs),
-        class_means,
-        _wilcoxon(runs, vs),
+    g = data.groups
+    splits = (("train", tr), ("val", va), ("test", te))
+    return TransferResult(
+        runs=tuple(runs),
+        class_mean_area=class_means,
+        wilcoxon=paired_wilcoxon(runs, [v.name for v in vs if v.kind == "pruned"]),
+        test=TransferTestSet(
+            index=tuple(int(i) for i in te),
+            path=tuple(data.ids[int(i)] for i in te),
+            group=tuple(str(x) for x in g[te]),
+            true_class=tuple(str(x) for x in classes[te]),
+            true_area=tuple(float(x) for x in y_all[te]),
+        ),
         model=m.name,
         weights=m.weights,
         mode=mode,
         measure=measure,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
+        epochs=int(epochs),
+        lr=float(lr),
+        batch_size=int(batch_size),
+        fractions=tuple(float(x) for x in fractions),  # type: ignore[arg-type]
         data={
             "source": data.source,
             "n_images": len(data),
@@ -548,18 +692,60 @@ def transfer(
             "n_train": len(tr),
             "n_val": len(va),
             "n_test": len(te),
-            "n_groups": {
-                "train": len(set(data.groups[tr])),
-                "val": len(set(data.groups[va])),
-                "test": len(set(data.groups[te])),
-            },
+            "n_groups": {k: len(set(g[i].tolist())) for k, i in splits},
+            "groups": {k: sorted(set(g[i].tolist())) for k, i in splits},
             "skipped": [{"path": s.path, "reason": s.reason} for s in data.skipped],
         },
-        command=command,
-        rcvlab_version=__version__,
+        meta=provenance(command=command, seed=int(seed), data=data, device=device),
         heads=heads,
     )
-    return result
+
+
+def _evaluate(
+    v: Variant,
+    s: int,
+    dim: int,
+    best_epoch: int,
+    pred: np.ndarray,
+    c: np.ndarray,
+    te: np.ndarray,
+    y: np.ndarray,
+    classes: np.ndarray,
+    class_means: dict[str, float],
+) -> TransferRun:
+    """Test metrics of one run: ``pred`` for patches ``c`` (a subset of the test split ``te``)."""
+    truth = y[c]
+    err = np.abs(pred - truth)
+    mag_true = classes[c]
+    labels = list(class_means)
+    mag_pred = nearest_class(pred, class_means)
+    by_class = {k: float(err[mag_true == k].mean()) for k in labels if (mag_true == k).any()}
+    full = np.full(len(te), np.nan)
+    full[np.searchsorted(te, c)] = pred
+    return TransferRun(
+        variant=v.name,
+        seed=s,
+        layer=v.layer,
+        dim=int(dim),
+        mae=float(err.mean()) if err.size else math.nan,
+        mae_by_class=by_class,
+        accuracy=float((mag_pred == mag_true).mean()) if err.size else math.nan,
+        kappa=_kappa(mag_true, mag_pred, labels, None),
+        kappa_quadratic=_kappa(mag_true, mag_pred, labels, "quadratic"),
+        best_epoch=int(best_epoch),
+        n_test=len(c),
+        predicted_area=tuple(float(x) for x in full),
+    )
+
+
+def class_mean_area(y: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """Mean of ``y`` per class, classes in magnification order (``5X`` before ``10X``).
+
+    Called on the training split: these means define the nearest-class mapping.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    classes = np.asarray(classes)
+    return {c: float(y[classes == c].mean()) for c in _ordered(classes)}
 
 
 def _ordered(labels: np.ndarray) -> list[str]:
@@ -581,21 +767,38 @@ def _kappa(true: np.ndarray, pred: np.ndarray, labels: list[str], weights: str |
     return float(cohen_kappa_score(true, pred, labels=labels, weights=weights))
 
 
-def _wilcoxon(runs: Sequence[TransferRun], vs: Sequence[Variant]) -> dict[str, dict[str, float]]:
-    """Pruned vs every other variant: Wilcoxon signed-rank of the MAE, paired by seed."""
-    mae = {v.name: {r.seed: r.mae for r in runs if r.variant == v.name} for v in vs}
-    n_pruned = sum(v.kind == "pruned" for v in vs)
+def paired_wilcoxon(
+    runs: Sequence[TransferRun], pruned: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Every pruned variant vs every other: Wilcoxon signed-rank test of the MAE, paired by seed.
+
+    Parameters
+    ----------
+    runs : sequence of TransferRun
+    pruned : sequence of str
+        Names of the pruned variants (``pruned:mixed8``).
+
+    Returns
+    -------
+    dict
+        ``pruned_vs_<other>`` with one pruned variant, ``pruned_<layer>_vs_<other>`` with
+        several (``:`` written ``_``): ``statistic``, two-sided ``p`` (``scipy.stats.wilcoxon``)
+        and ``n`` (seeds in both); NaN with fewer than two seeds or identical MAEs.
+    """
+    mae: dict[str, dict[int, float]] = {}
+    for r in runs:
+        mae.setdefault(r.variant, {})[r.seed] = r.mae
     out = {}
-    for p in (v for v in vs if v.kind == "pruned"):
-        for o in (v for v in vs if v.name != p.name):
-            seeds = sorted(set(mae[p.name]) & set(mae[o.name]))
-            a = np.array([mae[p.name][s] for s in seeds])
-            b = np.array([mae[o.name][s] for s in seeds])
+    for p in pruned:
+        for o in (v for v in mae if v != p):
+            seeds = sorted(set(mae[p]) & set(mae[o]))
+            a = np.array([mae[p][s] for s in seeds])
+            b = np.array([mae[o][s] for s in seeds])
             # one pruned variant: the contract's plain "pruned_vs_pretrained"; several: by layer
-            left = "pruned" if n_pruned == 1 else p.name.replace(":", "_")
-            key = f"{left}_vs_{o.name.replace(':', '_')}"
-            if len(seeds) < 2 or np.all(a == b):
-                out[key] = {"statistic": float("nan"), "p": float("nan"), "n": len(seeds)}
+            left = "pruned" if len(pruned) == 1 else p.replace(":", "_")
+            key = f"{left}_vs_{o.replace(':', '_')}"
+            if len(seeds) < 2 or np.all(a == b) or not np.isfinite(a - b).all():
+                out[key] = {"statistic": math.nan, "p": math.nan, "n": len(seeds)}
                 continue
             w = stats.wilcoxon(a, b)
             out[key] = {"statistic": float(w.statistic), "p": float(w.pvalue), "n": len(seeds)}
@@ -603,10 +806,16 @@ def _wilcoxon(runs: Sequence[TransferRun], vs: Sequence[Variant]) -> dict[str, d
 
 
 __all__ = [
+    "CLASS_COLUMNS",
+    "PREDICTION_COLUMNS",
     "TransferResult",
     "TransferRun",
+    "TransferTestSet",
     "Variant",
+    "check_transfer_options",
+    "class_mean_area",
     "nearest_class",
+    "paired_wilcoxon",
     "parse_variants",
     "train_head",
     "transfer",

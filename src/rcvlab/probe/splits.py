@@ -103,45 +103,64 @@ def group_split(
 ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
     """Train / validation / test indices with every group on one side only.
 
-    Groups (e.g. source slides) are shuffled with ``seed`` and assigned in turn to the
-    split that is furthest below its target share of *images*, so that the image fractions
-    come close to ``fractions`` while no group spans two splits.
+    The groups (e.g. source slides) are shuffled with ``seed``; in that order, each split
+    with a share above zero first receives one group (so none is empty), then every next
+    group goes to the split furthest below its target number of *items*
+    (``fractions * n``). Different seeds thus give different splits, whatever the group
+    sizes; the item shares come close to ``fractions`` when there are many groups, and can
+    be far from them with a few unequal groups (a group is never cut).
 
     Parameters
     ----------
     groups : array_like of shape (n,)
         Group label of every item.
     fractions : (float, float, float)
-        Target shares of train, validation and test; they must sum to 1.
+        Target shares of train, validation and test; each >= 0, summing to 1.
     seed : int
+        Seed of the group shuffle (``numpy.random.default_rng(seed)``).
 
     Returns
     -------
     train, val, test : ndarray of int
-        Sorted indices.
+        Sorted indices, disjoint, together covering ``range(n)``.
+
+    Raises
+    ------
+    DataError
+        Empty or non-1-D ``groups``, invalid ``fractions``, or fewer groups than splits
+        with a share above zero.
     """
     g = np.asarray(groups)
     if g.ndim != 1 or g.size == 0:
         raise DataError("group_split needs a non-empty 1-D array of groups.")
     f = np.asarray(fractions, dtype=np.float64)
-    if f.shape != (3,) or (f < 0).any() or not math.isclose(f.sum(), 1.0, abs_tol=1e-9):
-        raise DataError(f"fractions must be three shares >= 0 summing to 1, got {fractions}.")
-    names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
-    if len(names) < int((f > 0).sum()):
+    if (
+        f.shape != (3,)
+        or not np.isfinite(f).all()
+        or (f < 0).any()
+        or not math.isclose(f.sum(), 1.0, abs_tol=1e-9)
+    ):
         raise DataError(
-            f"Only {len(names)} groups for {int((f > 0).sum())} non-empty splits; splits by "
-            "group need at least one group per split."
+            f"fractions must be three shares >= 0 summing to 1 (train, val, test), got {fractions}."
+        )
+    names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    n_splits = int((f > 0).sum())
+    if len(names) < n_splits:
+        raise DataError(
+            f"Only {len(names)} groups for {n_splits} non-empty splits; splits by group need "
+            "at least one group per split."
         )
     order = np.random.default_rng(seed).permutation(len(names))
     side = np.empty(len(names), dtype=np.intp)
     filled = np.zeros(3)
-    total = counts.sum()
-    # largest groups first (in shuffled order among equals) keeps the shares close
-    for k in sorted(order, key=lambda k: -counts[k]):
-        need = f * total - filled
-        need[f == 0] = -np.inf
+    target = f * counts.sum()
+    for k in order:
         empty = (filled == 0) & (f > 0)
-        j = int(np.argmax(np.where(empty, np.inf, need))) if empty.any() else int(np.argmax(need))
+        if empty.any():
+            j = int(np.flatnonzero(empty)[0])
+        else:
+            need = np.where(f > 0, target - filled, -np.inf)
+            j = int(np.argmax(need))
         side[k] = j
         filled[j] += counts[k]
     item_side = side[inverse]

@@ -40,6 +40,7 @@ from rcvlab.features.hooks import capture
 from rcvlab.features.pooling import gap
 from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model, Preprocessing, load_model
+from rcvlab.runio import write_torch
 
 _FORMAT = "rcvlab-pruned-model"
 _FORMAT_VERSION = 1
@@ -253,7 +254,7 @@ class PrunedModel(nn.Module):
             "seed": self.seed,
             "state_dict": {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()},
         }
-        torch.save(payload, os.fspath(path))
+        write_torch(path, payload)
 
     @classmethod
     def load(
@@ -301,6 +302,48 @@ class PrunedModel(nn.Module):
         return pm.to(map_location).eval()
 
 
+def check_prune_layer(model: Model, layer: str) -> LayerSpec:
+    """Raise the error :func:`prune` raises for ``layer``; return the layer's spec otherwise.
+
+    The one check of where a network can be cut: :func:`prune` runs it first, and
+    :func:`rcvlab.analyses.transfer.transfer` runs it on every ``pruned:LAYER`` variant before
+    any work, so both accept and refuse the same layers with the same message. For the
+    registered architectures and ``nn.Sequential`` it reads the module tree only; a network
+    whose forward order rcvlab guesses is, in addition, run once on a random input and
+    compared with the layer's features read by hooks.
+
+    Parameters
+    ----------
+    model : Model
+        From :func:`rcvlab.load_model`.
+    layer : str
+        An rcvlab layer name or a dotted module path.
+
+    Returns
+    -------
+    LayerSpec
+        The resolved layer.
+
+    Raises
+    ------
+    RcvlabError
+        ``layer`` is not a string.
+    UnknownNameError
+        ``layer`` is not a layer or module of the network.
+    PruneError
+        ``layer`` is off the main path, after the pooling, or the network's forward is not
+        a chain rcvlab can cut (see :func:`prune`).
+    """
+    if not isinstance(layer, str):
+        raise RcvlabError(f"Prune at one layer name (a string), not {type(layer).__name__}.")
+    (spec,) = model.resolve([layer])
+    plan = _plan(model)
+    backbone, kept = _cut(model, plan, spec)
+    if not plan.known:
+        _run_cut(model, spec, backbone, kept, verify=True)
+    return spec
+
+
 def prune(model: Model, at: str, *, copy: bool = True, verify: bool = True) -> PrunedModel:
     """Cut a network after layer ``at`` and add global average pooling.
 
@@ -334,16 +377,11 @@ def prune(model: Model, at: str, *, copy: bool = True, verify: bool = True) -> P
         auxiliary classifier) or after the pooling (``pre-softmax``, ``softmax``), or the
         network's forward is not a chain rcvlab can cut.
     """
-    if not isinstance(at, str):
-        raise RcvlabError(f"Prune at one layer name (a string), not {type(at).__name__}.")
-    (spec,) = model.resolve([at])
+    spec = check_prune_layer(model, at)
     plan = _plan(model)
     backbone, kept = _cut(model, plan, spec)
     if copy:
         backbone = _copy.deepcopy(backbone)
-    full = _count_steps(plan.steps)
-    module = model.module
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
     pm = PrunedModel(
         backbone,
         model_name=model.name,
@@ -351,29 +389,49 @@ def prune(model: Model, at: str, *, copy: bool = True, verify: bool = True) -> P
         layer_module=spec.module,
         kind=spec.kind,
         kept_modules=kept,
-        full_n_params=full,
+        full_n_params=_count_steps(plan.steps),
         out_dim=0,
         preprocessing=replace(model.preprocessing),
         weights=model.weights,
         weights_id=model.weights_id,
         seed=model.seed,
     )
+    # a guessed chain was already checked against the forward by check_prune_layer
+    y = _run_cut(model, spec, pm.backbone, kept, verify=verify and plan.known, pruned=pm)
+    pm.out_dim = int(y.shape[1])
+    return pm
+
+
+def _run_cut(
+    model: Model,
+    spec: LayerSpec,
+    backbone: nn.Module,
+    kept: Sequence[str],
+    *,
+    verify: bool,
+    pruned: nn.Module | None = None,
+) -> torch.Tensor:
+    """GAP of ``backbone`` on one random input; with ``verify``, compared with the hooks'."""
+    module = model.module
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
     size = model.input_size
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     # Eval mode for the check: a training-mode pass would update BatchNorm statistics.
     was_training = module.training
+    others = [m for m in (backbone, pruned) if m is not None]
     try:
         module.eval()
-        pm.eval()
+        for m in others:
+            m.eval()
         with torch.inference_mode():
-            y = pm(x)
-            if verify or not plan.known:
-                _verify(model, spec, pm, x, y)
+            y = gap(backbone(x))
+            if verify:
+                _verify(model, spec, kept, y, x)
     finally:
         module.train(was_training)
-        pm.train(was_training)
-    pm.out_dim = int(y.shape[1])
-    return pm
+        for m in others:
+            m.train(was_training)
+    return y
 
 
 def prune_summary(pm: PrunedModel) -> str:
@@ -491,8 +549,10 @@ def _count_steps(steps: Sequence[_Step]) -> int:
     return sum(seen.values())
 
 
-def _verify(model: Model, spec: LayerSpec, pm: PrunedModel, x: torch.Tensor, y: torch.Tensor):
-    """Raise unless ``pm(x)`` equals the layer's features read by hooks in the full network."""
+def _verify(
+    model: Model, spec: LayerSpec, kept: Sequence[str], y: torch.Tensor, x: torch.Tensor
+) -> None:
+    """Raise unless ``y`` equals the layer's GAP features of ``x`` read by hooks in the network."""
     with capture(model.module, [spec], gap) as out:
         model.module(x)
     ref = out.get(spec.name)
@@ -504,7 +564,7 @@ def _verify(model: Model, spec: LayerSpec, pm: PrunedModel, x: torch.Tensor, y: 
     ):
         raise PruneError(
             f"Cannot prune {model.name} at '{spec.name}': its forward is not the chain of "
-            f"modules rcvlab assumed ({', '.join(pm.kept_modules)}), checked on a random input."
+            f"modules rcvlab assumed ({', '.join(kept)}), checked on a random input."
         )
 
 
@@ -568,6 +628,7 @@ __all__ = [
     "PruneError",
     "PrunedModel",
     "ResidualSum",
+    "check_prune_layer",
     "prune",
     "prune_summary",
 ]

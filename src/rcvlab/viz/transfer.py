@@ -33,9 +33,9 @@ def plot_transfer(result: TransferResult) -> Figure:
     ax1.set_ylabel(f"test MAE of {result.measure}")
     ax1.set_title(f"{result.model} ({result.mode}): MAE over {frame.seed.nunique()} seeds")
     classes = list(result.class_mean_area)
+    by_class = result.class_frame().groupby(["variant", "class"])["mae"].mean()
     for i, v in enumerate(variants):
-        sub = frame[frame.variant == v]
-        means = [sub[f"mae_{c}"].mean() if f"mae_{c}" in sub else np.nan for c in classes]
+        means = [by_class.get((v, c), np.nan) for c in classes]
         ax2.plot(range(len(classes)), means, "o-", color=f"C{i}", label=v)
     ax2.set_xticks(range(len(classes)), classes)
     ax2.set_yscale("log")
