@@ -6,9 +6,9 @@ feature maps (the paper's Lasso count at alpha 0.001) carry the measure through 
 latent, the rest are correlated nuisance (a low-rank latent plus noise, ReLU-like). The
 sweep is the paper's: 21 alphas from 0 to 0.01, 10 repetitions.
 
-* ``path``: :func:`rcvlab.analyses.sparsity.sparsity` (per repetition: one standardisation,
-  the plain OLS fit for alpha 0, one warm-started ``sklearn.linear_model.lasso_path`` for the
-  20 alphas > 0, R² on the held-out split).
+* ``path``: :func:`rcvlab.analyses.sparsity.sparsity_from_arrays` (per repetition: one
+  standardisation, the plain OLS fit for alpha 0, one warm-started
+  ``sklearn.linear_model.lasso_path`` for the 20 alphas > 0, R² on the held-out split).
 * ``refit``: the straightforward way on the same splits, per repetition and alpha: the same
   standardised training matrix, then a fresh ``sklearn.linear_model.Lasso(alpha,
   max_iter=10000, tol=1e-4)`` (fit_rcv's settings) from zero for every alpha > 0 (OLS for 0).
@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
-from rcvlab.analyses.sparsity import sparsity
+from rcvlab.analyses.sparsity import sparsity_from_arrays
 from rcvlab.probe.fit import LASSO_MAX_ITER, LASSO_TOL, Design
 from rcvlab.probe.splits import repeated_splits
 from rcvlab.probe.stats import r2_score
@@ -101,12 +101,12 @@ def main() -> None:
         f"{N_SIGNAL} planted signal dims, {ALPHAS.size} alphas 0..{ALPHAS[-1]:g}, reps={reps}"
     )
 
-    sparsity(X[:60], y[:60], [0.0, 0.01], reps=1)  # warm-up (imports, BLAS)
+    sparsity_from_arrays(X[:60], y[:60], alphas=[0.0, 0.01], reps=1)  # warm-up (imports, BLAS)
     warnings.simplefilter("ignore", ConvergenceWarning)  # counted below instead
     t0 = time.perf_counter()
-    res = sparsity(X, y, ALPHAS, reps=reps, seed=args.seed, test_fraction=0.5)
+    res = sparsity_from_arrays(X, y, alphas=ALPHAS, reps=reps, seed=args.seed, test_fraction=0.5)
     ours = time.perf_counter() - t0
-    print(f"path (sparsity()): {ours:.2f} s for {ALPHAS.size * reps} fits")
+    print(f"path (sparsity_from_arrays()): {ours:.2f} s for {ALPHAS.size * reps} fits")
     f = res.to_frame()
     for row in f.itertuples():
         print(

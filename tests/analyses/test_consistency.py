@@ -6,17 +6,14 @@ import math
 
 import numpy as np
 import pytest
-import torch
-import torch.nn as nn
 
-from rcvlab import load_model
+import rcvlab.features.extract as fx
 from rcvlab.analyses.consistency import (
     ConsistencyResult,
     angle_between,
     consistency,
-    consistency_on_data,
+    consistency_from_arrays,
 )
-from rcvlab.data.base import ArrayImageSet
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError
 from rcvlab.probe.fit import fit_rcv
 
@@ -44,7 +41,7 @@ def test_angle_between_by_hand():
 
 def test_shuffled_measures_in_512_dims_are_near_orthogonal():
     X, y = planted_class(100, 512, [0, 1, 2, 3, 4], 1)
-    res = consistency({"a": (X, y)}, reps=5, seed=0, alpha=0.01)
+    res = consistency_from_arrays({"a": (X, y)}, reps=5, seed=0, alpha=0.01)
     f = res.to_frame().set_index(["kind", "regressor"])
     for reg in ("ols", "lasso"):
         assert 80 < f.loc[("shuffled", reg), "angle_mean"] < 100
@@ -62,7 +59,7 @@ def test_classes_sharing_an_encoding_align_and_others_do_not():
         "kite": planted_class(120, 50, [0, 1, 2], 3),
         "car": planted_class(120, 50, [10, 11, 12], 4),
     }
-    res = consistency(data, reps=4, seed=0, alpha=0.1)
+    res = consistency_from_arrays(data, reps=4, seed=0, alpha=0.1)
     f = res.to_frame().set_index(["a", "b", "regressor"])
     assert list(f.columns[:2]) == ["kind", "alpha"]
     for col in ("angle_mean", "angle_std", "cos_mean", "cos_std", "n"):
@@ -78,18 +75,18 @@ def test_classes_sharing_an_encoding_align_and_others_do_not():
 
 def test_same_seed_same_output_and_round_trip():
     data = {"a": planted_class(40, 12, [0, 1], 5), "b": planted_class(30, 12, [0, 1], 6)}
-    r1 = consistency(data, reps=3, seed=9, alpha=0.05)
-    r2 = consistency(data, reps=3, seed=9, alpha=0.05)
-    r3 = consistency(data, reps=3, seed=10, alpha=0.05)
+    r1 = consistency_from_arrays(data, reps=3, seed=9, alpha=0.05)
+    r2 = consistency_from_arrays(data, reps=3, seed=9, alpha=0.05)
+    r3 = consistency_from_arrays(data, reps=3, seed=10, alpha=0.05)
     assert r1.to_frame().equals(r2.to_frame())
     assert not r1.to_frame().equals(r3.to_frame())
     back = ConsistencyResult.from_json(r1.to_json())
     assert back == r1
     # a class's splits do not depend on the classes after it
-    only_a = consistency({"a": data["a"]}, reps=3, seed=9, alpha=0.05)
+    only_a = consistency_from_arrays({"a": data["a"]}, reps=3, seed=9, alpha=0.05)
     assert only_a.pairs[0] == r1.pairs[0]
     # plain only
-    plain = consistency(data, reps=2, alpha=None, shuffled=False)
+    plain = consistency_from_arrays(data, reps=2, alpha=None, shuffled=False)
     assert set(plain.to_frame().regressor) == {"ols"} and set(plain.to_frame().kind) == {
         "same",
         "cross",
@@ -98,7 +95,7 @@ def test_same_seed_same_output_and_round_trip():
 
 def test_zero_lasso_vector_gives_nan_with_a_reason():
     data = {"a": planted_class(30, 8, [0], 7)}
-    res = consistency(data, reps=2, alpha=1e3)
+    res = consistency_from_arrays(data, reps=2, alpha=1e3)
     f = res.to_frame().set_index(["kind", "regressor"])
     row = f.loc[("same", "lasso")]
     assert math.isnan(row.angle_mean) and row.n == 0 and row.n_undefined == 2
@@ -111,45 +108,63 @@ def test_zero_lasso_vector_gives_nan_with_a_reason():
 def test_bad_input():
     a = planted_class(30, 8, [0], 1)
     with pytest.raises(DataError, match="feature dimensions"):
-        consistency({"a": a, "b": planted_class(30, 9, [0], 2)}, reps=1)
+        consistency_from_arrays({"a": a, "b": planted_class(30, 9, [0], 2)}, reps=1)
     with pytest.raises(DataError, match="no classes"):
-        consistency({}, reps=1)
+        consistency_from_arrays({}, reps=1)
     with pytest.raises(DataError, match=r"class 'b'.*at least 10"):
-        consistency({"a": a, "b": (a[0][:5], a[1][:5])}, reps=1)
+        consistency_from_arrays({"a": a, "b": (a[0][:5], a[1][:5])}, reps=1)
     with pytest.raises(RcvlabError, match="alpha"):
-        consistency({"a": a}, reps=1, alpha=-0.1)
+        consistency_from_arrays({"a": a}, reps=1, alpha=-0.1)
     with pytest.raises(UnknownNameError):
-        consistency({"a": a}, reps=1, plain="lasso")
+        consistency_from_arrays({"a": a}, reps=1, plain="lasso")
+    with pytest.raises(RcvlabError, match="reps must be an integer >= 1, got 0"):
+        consistency_from_arrays({"a": a}, reps=0)
+    with pytest.raises(RcvlabError, match="test_fraction"):
+        consistency_from_arrays({"a": a}, test_fraction=1.0)
+    with pytest.raises(RcvlabError, match="seed"):
+        consistency_from_arrays({"a": a}, seed=-3)
+    # options are checked before the data: no classes and a bad reps report reps
+    with pytest.raises(RcvlabError, match="reps"):
+        consistency_from_arrays({}, reps=0)
 
 
-class Blobs(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 12, 1)
-
-    def forward(self, x):
-        return torch.relu(self.conv(x))
-
-
-def test_consistency_on_data():
-    rng = np.random.default_rng(0)
-    imgs, area, labels = [], [], []
-    for c, colour in (("bird", (200, 80, 120)), ("car", (90, 200, 40))):
-        for _ in range(20):
-            s = int(rng.integers(3, 22))
-            img = rng.integers(0, 40, (24, 24, 3)).astype(np.uint8)
-            img[:s, :s] = colour
-            imgs.append(img)
-            area.append(s * s / 576)
-            labels.append(c)
-    data = ArrayImageSet(imgs, {"scale_ratio": area}, classes=labels)
-    m = load_model(Blobs().eval(), input_size=24, layers=["conv"])
-    res = consistency_on_data(m, data, "conv", "scale_ratio", None, reps=2, alpha=0.01)
+def test_consistency_from_a_model(blobs_model, two_classes):
+    data = two_classes
+    m = blobs_model
+    res = consistency(m, data, layer="conv", measure="scale_ratio", reps=2, alpha=0.01)
     assert res.classes == ("bird", "car") and res.meta["layer"] == "conv"
+    assert res.meta["data_fingerprint"] == data.fingerprint() and res.meta["seed"] == 0
     assert ("bird", "car") in set(zip(res.to_frame().a, res.to_frame().b, strict=True))
+    # the same as the array form on each class's features
+    X = fx.extract_features(m, data, ["conv"])["conv"]
+    y = data.measure("scale_ratio")
+    by = {c: (X[data.classes == c], y[data.classes == c]) for c in ("bird", "car")}
+    ref = consistency_from_arrays(by, reps=2, alpha=0.01)
+    assert res.pairs == ref.pairs
     with pytest.raises(UnknownNameError, match="available: bird, car"):
-        consistency_on_data(m, data, "conv", "scale_ratio", ["bird", "kite"])
+        consistency(m, data, layer="conv", measure="scale_ratio", classes=["bird", "kite"])
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"reps": 0}, RcvlabError, "reps must be"),
+        ({"test_fraction": -0.5}, RcvlabError, "test_fraction"),
+        ({"alpha": 0.0}, RcvlabError, "alpha"),
+        ({"plain": "lasso"}, UnknownNameError, "plain regressor"),
+        ({"classes": []}, RcvlabError, "classes is empty"),
+        ({"classes": ["bird", "bird"]}, RcvlabError, "repeated"),
+        ({"classes": ["brid"]}, UnknownNameError, "brid"),
+        ({"layer": "nope"}, RcvlabError, "nope"),
+    ],
+)
+def test_options_fail_before_the_features_are_extracted(
+    kw, error, match, blobs_model, two_classes, no_extraction
+):
+    m = blobs_model
+    with pytest.raises(error, match=match) as e:
+        consistency(m, two_classes, **{"layer": "conv", "measure": "scale_ratio", **kw})
+    assert "\n" not in str(e.value)
 
 
 def test_angles_match_scikit_learn_fits_on_the_same_halves(monkeypatch):
@@ -162,7 +177,7 @@ def test_angles_match_scikit_learn_fits_on_the_same_halves(monkeypatch):
 
     monkeypatch.setattr(fit_module, "LASSO_TOL", 1e-10)
     X, y = planted_class(80, 6, [0, 1], seed=2)
-    res = consistency({"a": (X, y)}, reps=3, seed=5, alpha=0.01)
+    res = consistency_from_arrays({"a": (X, y)}, reps=3, seed=5, alpha=0.01)
     split_seed, shuffle_seed = np.random.SeedSequence(5).spawn(1)[0].spawn(2)
     rng = np.random.default_rng(shuffle_seed)
 

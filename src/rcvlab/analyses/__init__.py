@@ -7,18 +7,18 @@
   concept is encoded and whether it moves the decision (part 4).
 """
 
-from rcvlab.analyses.alignment import AlignmentResult, alignment, alignment_on_data
+from rcvlab.analyses.alignment import AlignmentResult, alignment, alignment_from_arrays
 from rcvlab.analyses.consistency import (
     ConsistencyResult,
     angle_between,
     consistency,
-    consistency_on_data,
+    consistency_from_arrays,
 )
 from rcvlab.analyses.noise import NoiseSizeResult, noise_size
 from rcvlab.analyses.profile import layer_profile
 from rcvlab.analyses.relevance import RelevanceResult, relevance, relevance_from_arrays
 from rcvlab.analyses.resize import ResizeSweepResult, resize_sweep
-from rcvlab.analyses.sparsity import SparsityResult, sparsity, sparsity_on_data
+from rcvlab.analyses.sparsity import SparsityResult, sparsity, sparsity_from_arrays
 from rcvlab.analyses.transfer import TransferResult, transfer
 
 __all__ = [
@@ -30,16 +30,16 @@ __all__ = [
     "SparsityResult",
     "TransferResult",
     "alignment",
-    "alignment_on_data",
+    "alignment_from_arrays",
     "angle_between",
     "consistency",
-    "consistency_on_data",
+    "consistency_from_arrays",
     "layer_profile",
     "noise_size",
     "relevance",
     "relevance_from_arrays",
     "resize_sweep",
     "sparsity",
-    "sparsity_on_data",
+    "sparsity_from_arrays",
     "transfer",
 ]

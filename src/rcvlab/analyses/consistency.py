@@ -17,33 +17,42 @@ side with the measure permuted. The pairs are
   high dimension);
 
 for the plain regressor and, when ``alpha`` is given, for the Lasso.
+
+:func:`consistency` starts from a model and images; :func:`consistency_from_arrays` from the
+features of every class.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
-from rcvlab.analyses.sparsity import (
-    _check_plain,
-    _none_to_nan,
+from rcvlab.analyses.common import (
+    ExtractOptions,
+    FloatArray,
+    analysis_meta,
+    check_classes,
+    check_plain,
+    check_reps,
+    check_seed,
+    check_test_fraction,
     check_xy,
-    dump_json,
-    features_by_class,
+    class_features,
 )
-from rcvlab.errors import DataError, RcvlabError
+from rcvlab.errors import DataError
 from rcvlab.probe.fit import RCV, check_regressor, fit_rcv
 from rcvlab.probe.splits import repeated_splits
+from rcvlab.result import Result, jsonable, nan_if_none
 
-FloatArray = NDArray[np.float64]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 ZERO_VECTOR = "zero vector: the fit kept no non-zero coefficient (use a smaller alpha)"
 
 
@@ -112,8 +121,12 @@ class PairAngles:
 
 
 @dataclass(frozen=True)
-class ConsistencyResult:
+class ConsistencyResult(Result):
     """Every compared pair, with the options used.
+
+    :meth:`to_frame` has one row per pair and regressor with the columns ``a, b, kind,
+    regressor, alpha, angle_mean, angle_std, cos_mean, cos_std, n, n_undefined, note``
+    (see there).
 
     Attributes
     ----------
@@ -127,7 +140,25 @@ class ConsistencyResult:
     reps, seed, alpha, plain, test_fraction
         Options as given.
     meta : dict
+        Provenance (:func:`rcvlab.result.provenance`: command, versions, seed, data
+        fingerprint) and the model, layer, measure.
     """
+
+    kind: ClassVar[str] = "consistency"
+    frame_columns: ClassVar[tuple[str, ...]] = (
+        "a",
+        "b",
+        "kind",
+        "regressor",
+        "alpha",
+        "angle_mean",
+        "angle_std",
+        "cos_mean",
+        "cos_std",
+        "n",
+        "n_undefined",
+        "note",
+    )
 
     pairs: tuple[PairAngles, ...]
     classes: tuple[str, ...]
@@ -144,9 +175,12 @@ class ConsistencyResult:
     def to_frame(self) -> pd.DataFrame:
         """One row per pair and regressor.
 
-        Columns: ``a, b, kind, regressor, alpha, angle_mean, angle_std, cos_mean, cos_std, n,
-        n_undefined, note``; means and standard deviations (``ddof=1``) over the repetitions
-        where both vectors were non-zero (``n`` of them).
+        Columns: ``a`` and ``b`` (the classes compared; ``b`` is ``"<a> (shuffled)"`` for
+        the shuffled baseline), ``kind`` (``same``, ``cross`` or ``shuffled``),
+        ``regressor``, ``alpha`` (NaN for the plain fit), ``angle_mean``, ``angle_std``
+        (degrees), ``cos_mean``, ``cos_std``, ``n`` (repetitions where both vectors were
+        non-zero: the means and standard deviations, ``ddof=1``, are over those),
+        ``n_undefined`` (the others) and ``note`` (why some are undefined).
         """
         rows = []
         for p in self.pairs:
@@ -236,35 +270,55 @@ class ConsistencyResult:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything, JSON-ready."""
-        d = asdict(self)
-        d["analysis"] = "consistency"
-        return d
-
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """JSON text (NaN as null); written atomically to ``path`` if given."""
-        return dump_json(self.to_dict(), path)
+        """Everything, JSON-ready (NaN as None)."""
+        return jsonable(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> ConsistencyResult:
-        """Rebuild from :meth:`to_json`'s text."""
-        d = json.loads(text)
-        d.pop("analysis", None)
+    def from_dict(cls, d: Mapping[str, Any]) -> ConsistencyResult:
+        """Rebuild from :meth:`to_dict` (also reads ``consistency.json`` of earlier rcvlab)."""
         pairs = tuple(
             PairAngles(
-                **{
-                    **p,
-                    "angles": tuple(float(x) for x in _none_to_nan(p["angles"])),
-                    "cosines": tuple(float(x) for x in _none_to_nan(p["cosines"])),
-                }
+                a=str(p["a"]),
+                b=str(p["b"]),
+                kind=str(p["kind"]),
+                regressor=str(p["regressor"]),
+                alpha=None if p.get("alpha") is None else float(p["alpha"]),
+                angles=tuple(nan_if_none(x) for x in p["angles"]),
+                cosines=tuple(nan_if_none(x) for x in p["cosines"]),
+                note=str(p.get("note", "")),
             )
-            for p in d.pop("pairs")
+            for p in d["pairs"]
         )
-        return cls(pairs=pairs, **{**d, "classes": tuple(d["classes"])})
+        return cls(
+            pairs=pairs,
+            classes=tuple(str(c) for c in d["classes"]),
+            n_per_class={str(k): int(v) for k, v in d["n_per_class"].items()},
+            n_fit={str(k): int(v) for k, v in d["n_fit"].items()},
+            dim=int(d["dim"]),
+            reps=int(d["reps"]),
+            seed=int(d["seed"]),
+            alpha=None if d.get("alpha") is None else float(d["alpha"]),
+            plain=str(d["plain"]),
+            test_fraction=float(d["test_fraction"]),
+            meta=dict(d.get("meta", {})),
+        )
 
 
-def consistency(
-    data: Mapping[str, tuple[ArrayLike, ArrayLike]],
+def check_consistency_options(
+    plain: str, alpha: float | None, reps: Any, seed: Any, test_fraction: Any
+) -> tuple[list[tuple[str, float | None]], int, int, float]:
+    """The options of :func:`consistency` and :func:`consistency_from_arrays`, checked and
+    normalised: ``(regressors, reps, seed, test_fraction)``, where ``regressors`` is
+    ``[(plain, None)]`` followed by ``("lasso", alpha)`` when ``alpha`` is given."""
+    regs: list[tuple[str, float | None]] = [(check_plain(plain), None)]
+    if alpha is not None:
+        regs.append(check_regressor("lasso", alpha))
+    return regs, check_reps(reps), check_seed(seed), check_test_fraction(test_fraction)
+
+
+def consistency_from_arrays(
+    by_class: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    *,
     reps: int = 10,
     seed: int = 0,
     alpha: float | None = 0.001,
@@ -272,16 +326,17 @@ def consistency(
     test_fraction: float = 0.5,
     shuffled: bool = True,
     meta: Mapping[str, Any] | None = None,
+    command: str = "",
 ) -> ConsistencyResult:
     """Angles and cosines between RCVs of disjoint splits, of classes, and of shuffled measures.
 
     Parameters
     ----------
-    data : mapping of str to (X, y)
+    by_class : mapping of str to (X, y)
         Features (n_c, d) and measure (n_c,) of every class, e.g.
         ``{"albatross": (X, y), "kite": (X2, y2)}``; the same ``d`` for all.
     reps : int
-        Repetitions (random splits per class).
+        Repetitions (random splits per class), >= 1.
     seed : int
         Seeds the splits and the shuffles; class ``i`` uses the ``i``-th child of
         ``numpy.random.SeedSequence(seed)``, so a class's splits do not depend on the
@@ -292,10 +347,14 @@ def consistency(
     plain : {"ols", "ridge"}
         The non-regularised regressor (ridge: leave-one-out alpha).
     test_fraction : float
-        Share of the second side of every split (0.5: two halves).
+        Share of the second side of every split, in (0, 1) (0.5: two halves).
     shuffled : bool
         Add the shuffled-measure baseline of every class.
     meta : mapping, optional
+        More provenance stored in ``result.meta`` (model, layer, measure ...) beside the
+        command, versions and seed.
+    command : str
+        The command line or call, recorded in ``meta``.
 
     Returns
     -------
@@ -304,14 +363,14 @@ def consistency(
         then every ``cross`` pair (classes in the given order), each for the plain regressor
         and then the Lasso. Zero RCVs (a Lasso that kept nothing) give NaN with a note.
     """
-    if not data:
+    regs, reps, seed, test_fraction = check_consistency_options(
+        plain, alpha, reps, seed, test_fraction
+    )
+    plain = regs[0][0]
+    if not by_class:
         raise DataError("no classes given; pass {'class name': (X, y), ...}")
-    plain = _check_plain(plain)
-    regs: list[tuple[str, float | None]] = [(plain, None)]
-    if alpha is not None:
-        regs.append(check_regressor("lasso", alpha))
-    classes = [str(c) for c in data]
-    checked = {str(c): check_xy(X, y, f"class {c!r}") for c, (X, y) in data.items()}
+    classes = [str(c) for c in by_class]
+    checked = {str(c): check_xy(X, y, f"class {c!r}") for c, (X, y) in by_class.items()}
     dims = {c: v[0].shape[1] for c, v in checked.items()}
     if len(set(dims.values())) > 1:
         raise DataError(f"classes have different feature dimensions: {dims}")
@@ -364,71 +423,68 @@ def consistency(
         n_per_class={c: int(checked[c][1].size) for c in classes},
         n_fit=n_fit,
         dim=int(d),
-        reps=int(reps),
-        seed=int(seed),
+        reps=reps,
+        seed=seed,
         alpha=None if alpha is None else float(alpha),
         plain=plain,
-        test_fraction=float(test_fraction),
-        meta=dict(meta or {}),
+        test_fraction=test_fraction,
+        meta=analysis_meta(command, seed, meta),
     )
 
 
-def consistency_on_data(
+def consistency(
     model: Any,
     data: Any,
+    *,
     layer: str,
-    measure: str = "scale_ratio_sqrt",
+    measure: str = "scale_ratio",
     classes: Sequence[str] | None = None,
     reps: int = 10,
     seed: int = 0,
     alpha: float | None = 0.001,
-    *,
     plain: str = "ols",
     test_fraction: float = 0.5,
     shuffled: bool = True,
-    weights: str = "imagenet",
-    batch_size: int = 32,
-    pooling: str = "gap",
-    cache_dir: str | os.PathLike[str] | None = None,
-    device: str | None = None,
-    progress: bool = False,
     command: str = "",
+    **extract: Unpack[ExtractOptions],
 ) -> ConsistencyResult:
-    """:func:`consistency` starting from a model and images (one feature extraction).
+    """Table 2 from a model and images: angles between RCVs of splits, classes, shuffles.
+
+    One feature extraction of ``layer``, split by ``data.classes``, then
+    :func:`consistency_from_arrays`. Every option is checked before the model runs.
 
     Parameters
     ----------
     model : str or Model
     data : ImageSet
         Images with classes and the measure.
-    layer, measure : str
+    layer : str
+    measure : str
+        Name of the measure (paper 001: ``"scale_ratio_sqrt"``).
     classes : sequence of str, optional
         Classes to compare, in this order (default: all, sorted).
-
-    Other parameters are those of :func:`consistency` and
-    :func:`rcvlab.analyses.sparsity.features_by_class`.
+    reps, seed, alpha, plain, test_fraction, shuffled
+        As :func:`consistency_from_arrays`.
+    command : str
+        The command line, stored in ``meta``.
+    **extract
+        How the layer is extracted: :class:`~rcvlab.analyses.common.ExtractOptions`.
 
     Returns
     -------
     ConsistencyResult
     """
-    if classes is not None and len(classes) == 0:
-        raise RcvlabError("classes is empty; name at least one class")
-    by_class, info = features_by_class(
+    by_class, info = class_features(
         model,
         data,
-        layer,
-        measure,
-        classes,
-        weights=weights,
+        layer=layer,
+        measure=measure,
         seed=seed,
-        batch_size=batch_size,
-        pooling=pooling,
-        cache_dir=cache_dir,
-        device=device,
-        progress=progress,
+        classes=lambda d: check_classes(d, classes),
+        check_options=lambda: check_consistency_options(plain, alpha, reps, seed, test_fraction),
+        **extract,
     )
-    return consistency(
+    return consistency_from_arrays(
         by_class,
         reps=reps,
         seed=seed,
@@ -436,7 +492,8 @@ def consistency_on_data(
         plain=plain,
         test_fraction=test_fraction,
         shuffled=shuffled,
-        meta={**info, "command": command},
+        meta=info,
+        command=command,
     )
 
 
@@ -444,6 +501,7 @@ __all__ = [
     "ConsistencyResult",
     "PairAngles",
     "angle_between",
+    "check_consistency_options",
     "consistency",
-    "consistency_on_data",
+    "consistency_from_arrays",
 ]

@@ -19,105 +19,69 @@ sets them), its training R², and its held-out R² (:func:`rcvlab.probe.stats.r2
 held-out side of the training class (``"same"``) and on every other class given in
 ``test_sets`` (the whole class, standardised with the training split's statistics).
 
-The same file holds the small helpers that the alignment and consistency analyses share
-(input checks, features of one layer split by class).
+:func:`sparsity` starts from a model and images; :func:`sparsity_from_arrays` from features.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.linear_model import lasso_path
 
-from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
-from rcvlab.probe import fit as _fit
-from rcvlab.probe.fit import RCV, Design, _make_rcv
+from rcvlab.analyses.common import (
+    ExtractOptions,
+    FloatArray,
+    analysis_meta,
+    array_from_json,
+    check_classes,
+    check_plain,
+    check_reps,
+    check_seed,
+    check_test_fraction,
+    check_xy,
+    class_features,
+    frozen_array,
+)
+from rcvlab.errors import DataError, RcvlabError
+from rcvlab.probe import fit as fit_module
+from rcvlab.probe.fit import RCV, Design, make_rcv
 from rcvlab.probe.splits import repeated_splits
 from rcvlab.probe.stats import mean_ci95, r2_score
+from rcvlab.result import Result, jsonable
 
-MIN_ROWS = 10
-"""Fewest usable rows (images) an analysis accepts for one class."""
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_ALPHAS: NDArray[np.float64] = np.linspace(0.0, 0.01, 21)
 """The paper's grid: alpha from 0 (plain fit) to 0.01 in 21 steps."""
 
-PLAIN_REGRESSORS = ("ols", "ridge")
 SAME = "same"
-
-FloatArray = NDArray[np.float64]
-
-
-# -- shared input checks ----------------------------------------------------------------------
+"""Name of the held-out side of the training class among the test sets."""
 
 
-def check_xy(X: ArrayLike, y: ArrayLike, name: str = "X") -> tuple[FloatArray, FloatArray]:
-    """Validate one class's features and measure; return them as float64.
-
-    Parameters
-    ----------
-    X : array_like of shape (n, d)
-        Raw features (one row per image).
-    y : array_like of shape (n,)
-        The measure.
-    name : str
-        What to call the data in error messages (e.g. the class name).
-
-    Returns
-    -------
-    (X, y) : float64 arrays
-
-    Raises
-    ------
-    DataError
-        Not 2-D / 1-D, mismatched rows, NaN or infinite values, a constant measure, or
-        fewer than :data:`MIN_ROWS` rows.
-    """
-    Xa = np.asarray(X, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
-    if Xa.ndim != 2:
-        raise DataError(
-            f"{name}: features must be a 2-D array (images x features), got shape {Xa.shape}"
-        )
-    if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
-        raise DataError(
-            f"{name}: the measure must have shape ({Xa.shape[0]},) to match the features, "
-            f"got {ya.shape}"
-        )
-    if Xa.shape[0] < MIN_ROWS:
-        raise DataError(
-            f"{name}: {Xa.shape[0]} images, need at least {MIN_ROWS}; add images to the class"
-        )
-    bad_y = ~np.isfinite(ya)
-    if bad_y.any():
-        raise DataError(
-            f"{name}: the measure has {int(bad_y.sum())} NaN or infinite value(s) (first at "
-            f"row {int(np.flatnonzero(bad_y)[0])}); drop those images first"
-        )
-    bad_x = ~np.isfinite(Xa).all(axis=1)
-    if bad_x.any():
-        raise DataError(
-            f"{name}: features have NaN or infinite values in {int(bad_x.sum())} row(s) "
-            f"(first: {np.flatnonzero(bad_x)[:5].tolist()}); drop those images first"
-        )
-    if np.ptp(ya) == 0:
-        raise DataError(
-            f"{name}: the measure is constant ({ya[0]:g} for all {ya.size} images); a "
-            "regression needs it to vary"
-        )
-    return Xa, ya
+def default_table_alphas(alphas: Sequence[float]) -> list[float]:
+    """Alphas of Table 1: the plain fit (0) when in the grid, and the non-zero alpha of the
+    grid closest (in ratio) to the paper's 0.001."""
+    grid = np.asarray(alphas, dtype=float)
+    out = [0.0] if np.isclose(grid, 0.0).any() else []
+    nonzero = grid[~np.isclose(grid, 0.0)]
+    if nonzero.size:
+        out.append(float(nonzero[np.argmin(np.abs(np.log(nonzero / 0.001)))]))
+    return out
 
 
 def check_alphas(alphas: ArrayLike) -> tuple[float, ...]:
     """Validate an alpha grid: finite, >= 0, distinct, at least one value."""
-    a = np.asarray(alphas, dtype=np.float64).ravel()
+    try:
+        a = np.asarray(alphas, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise RcvlabError(f"alphas must be numbers >= 0, got {alphas!r}") from None
     if a.size == 0:
         raise RcvlabError("alphas is empty; give at least one value (0 = plain fit)")
     bad = a[~np.isfinite(a) | (a < 0)]
@@ -129,6 +93,20 @@ def check_alphas(alphas: ArrayLike) -> tuple[float, ...]:
     if np.unique(a).size != a.size:
         raise RcvlabError(f"alphas must be distinct, got {a.tolist()}")
     return tuple(float(x) for x in a)
+
+
+def check_sparsity_options(
+    alphas: ArrayLike, plain: str, reps: Any, seed: Any, test_fraction: Any
+) -> tuple[tuple[float, ...], str, int, int, float]:
+    """The options of :func:`sparsity` and :func:`sparsity_from_arrays`, checked and
+    normalised: ``(alphas, plain, reps, seed, test_fraction)``."""
+    return (
+        check_alphas(alphas),
+        check_plain(plain),
+        check_reps(reps),
+        check_seed(seed),
+        check_test_fraction(test_fraction),
+    )
 
 
 # -- the path -----------------------------------------------------------------------------
@@ -159,7 +137,7 @@ def _path(
         # fit_rcv's tolerance and iteration limit, read at call time so that both follow
         # any change of rcvlab.probe.fit.LASSO_TOL / LASSO_MAX_ITER.
         _, coefs, _ = lasso_path(
-            Z, yc, alphas=a[order], max_iter=_fit.LASSO_MAX_ITER, tol=_fit.LASSO_TOL
+            Z, yc, alphas=a[order], max_iter=fit_module.LASSO_MAX_ITER, tol=fit_module.LASSO_TOL
         )
         C[:, order] = coefs
         # As scikit-learn's Lasso: intercept = ybar - mean(Z) @ w (mean(Z) is ~1e-17).
@@ -203,11 +181,11 @@ def rcv_path(
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise DataError("X_train and y_train must be finite (no NaN or infinite values)")
     a = check_alphas(alphas)
-    plain = _check_plain(plain)
+    plain = check_plain(plain)
     design = Design(X)
     C, b = _path(design, y, a, plain)
     return [
-        _make_rcv(
+        make_rcv(
             C[:, j],
             float(b[j]),
             design.mean_,
@@ -220,58 +198,17 @@ def rcv_path(
     ]
 
 
-def _check_plain(plain: str) -> str:
-    p = str(plain).strip().lower()
-    if p not in PLAIN_REGRESSORS:
-        raise UnknownNameError(
-            f"unknown plain regressor {plain!r}; choose one of {', '.join(PLAIN_REGRESSORS)}"
-            + did_you_mean(p, PLAIN_REGRESSORS)
-        )
-    return p
-
-
 # -- the result ---------------------------------------------------------------------------
 
 
-def _ro(a: ArrayLike, dtype: Any) -> NDArray[Any]:
-    out = np.array(a, dtype=dtype)
-    out.setflags(write=False)
-    return out
-
-
-def _nan_to_none(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_nan_to_none(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _nan_to_none(x.tolist())
-    if isinstance(x, np.generic):
-        return _nan_to_none(x.item())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _none_to_nan(a: Any) -> Any:
-    return np.array(
-        [np.nan if v is None else v for v in np.ravel(np.array(a, dtype=object))], dtype=float
-    ).reshape(np.shape(np.array(a, dtype=object)))
-
-
-def dump_json(d: Mapping[str, Any], path: str | os.PathLike[str] | None) -> str:
-    """JSON text of ``d`` (NaN / inf as null), written atomically to ``path`` if given."""
-    text = json.dumps(_nan_to_none(dict(d)), indent=2, allow_nan=False)
-    if path is not None:
-        from rcvlab.runio import write_text
-
-        write_text(path, text + "\n")
-    return text
-
-
 @dataclass(frozen=True, eq=False)
-class SparsityResult:
+class SparsityResult(Result):
     """Non-zero counts and R² along a Lasso path, per repetition and test set.
+
+    :meth:`to_frame` has one row per (test set, alpha) with the columns ``test_set, alpha,
+    regressor, n_nonzero_mean, n_nonzero_std, n_nonzero_ci95_low, n_nonzero_ci95_high,
+    r2_train_mean, r2_train_ci95_low, r2_train_ci95_high, r2_test_mean, r2_test_std,
+    r2_test_ci95_low, r2_test_ci95_high, n_train, n_test, reps`` (see there).
 
     Attributes
     ----------
@@ -298,8 +235,30 @@ class SparsityResult:
     reps, seed, test_fraction, plain
         Options as given.
     meta : dict
-        Free-form provenance (model, layer, measure, classes, data source ...).
+        Provenance (:func:`rcvlab.result.provenance`: command, versions, seed, data
+        fingerprint) and the model, layer, measure, training and test classes.
     """
+
+    kind: ClassVar[str] = "sparsity"
+    frame_columns: ClassVar[tuple[str, ...]] = (
+        "test_set",
+        "alpha",
+        "regressor",
+        "n_nonzero_mean",
+        "n_nonzero_std",
+        "n_nonzero_ci95_low",
+        "n_nonzero_ci95_high",
+        "r2_train_mean",
+        "r2_train_ci95_low",
+        "r2_train_ci95_high",
+        "r2_test_mean",
+        "r2_test_std",
+        "r2_test_ci95_low",
+        "r2_test_ci95_high",
+        "n_train",
+        "n_test",
+        "reps",
+    )
 
     alphas: tuple[float, ...]
     test_sets: tuple[str, ...]
@@ -316,6 +275,18 @@ class SparsityResult:
     test_fraction: float = 0.5
     plain: str = "ols"
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m, t = len(self.alphas), len(self.test_sets)
+        shapes = {
+            "n_nonzero": (self.n_nonzero.shape, (m, self.reps)),
+            "r2_train": (self.r2_train.shape, (m, self.reps)),
+            "r2_test": (self.r2_test.shape, (t, m, self.reps)),
+            "selection_counts": (self.selection_counts.shape, (m, self.dim)),
+        }
+        for name, (got, want) in shapes.items():
+            if tuple(got) != want:
+                raise DataError(f"SparsityResult.{name} has shape {tuple(got)}, expected {want}")
 
     def regressor(self, alpha: float) -> str:
         """``"lasso"`` for alpha > 0, else the plain regressor."""
@@ -397,14 +368,15 @@ class SparsityResult:
             )
         return int(hit[0])
 
-    def cross_class_table(self, alphas: Sequence[float] = (0.0, 0.001)) -> pd.DataFrame:
+    def cross_class_table(self, alphas: Sequence[float] | None = None) -> pd.DataFrame:
         """The paper's Table 1: test R² per test set for chosen alphas (mean, std over reps).
 
         Parameters
         ----------
-        alphas : sequence of float
+        alphas : sequence of float, optional
             Alphas of the grid to report (0 = the plain fit). Default: the plain fit and the
-            paper's Lasso alpha 0.001.
+            paper's Lasso alpha 0.001, or the grid's non-zero alpha closest to it
+            (:func:`default_table_alphas`).
 
         Returns
         -------
@@ -412,6 +384,8 @@ class SparsityResult:
             Columns ``test_set, alpha, regressor, n_nonzero_mean, r2_mean, r2_std,
             r2_ci95_low, r2_ci95_high, n_test``; one row per (test set, alpha).
         """
+        if alphas is None:
+            alphas = default_table_alphas(self.alphas)
         idx = [self._alpha_index(a) for a in alphas]
         f = self.to_frame()
         rows = []
@@ -435,12 +409,8 @@ class SparsityResult:
         return pd.DataFrame(rows)
 
     def to_markdown(self, alphas: Sequence[float] | None = None) -> str:
-        """``summary.md``: Table 1 (for ``alphas``, default 0 and 0.001 when in the grid) and
+        """``summary.md``: Table 1 (for ``alphas``, default :func:`default_table_alphas`) and
         the path at a glance."""
-        if alphas is None:
-            alphas = [a for a in (0.0, 0.001) if np.isclose(self.alphas, a).any()] or [
-                self.alphas[0]
-            ]
         t = self.cross_class_table(alphas)
         m = self.meta
         what = ", ".join(f"{k} {m[k]}" for k in ("model", "layer", "measure") if m.get(k))
@@ -492,45 +462,41 @@ class SparsityResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything, JSON-ready (arrays as nested lists)."""
-        return {
-            "analysis": "sparsity",
-            "alphas": list(self.alphas),
-            "test_sets": list(self.test_sets),
-            "n_nonzero": self.n_nonzero.tolist(),
-            "r2_train": self.r2_train.tolist(),
-            "r2_test": self.r2_test.tolist(),
-            "selection_counts": self.selection_counts.tolist(),
-            "n_train": self.n_train,
-            "n_test": dict(self.n_test),
-            "dim": self.dim,
-            "n_constant": self.n_constant,
-            "reps": self.reps,
-            "seed": self.seed,
-            "test_fraction": self.test_fraction,
-            "plain": self.plain,
-            "meta": dict(self.meta),
-        }
-
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The ``sparsity.json`` text (NaN as null); written atomically to ``path`` if given."""
-        return dump_json(self.to_dict(), path)
+        """Everything, JSON-ready (arrays as nested lists, NaN as None)."""
+        return jsonable(
+            {
+                "alphas": list(self.alphas),
+                "test_sets": list(self.test_sets),
+                "n_nonzero": self.n_nonzero,
+                "r2_train": self.r2_train,
+                "r2_test": self.r2_test,
+                "selection_counts": self.selection_counts,
+                "n_train": self.n_train,
+                "n_test": dict(self.n_test),
+                "dim": self.dim,
+                "n_constant": self.n_constant,
+                "reps": self.reps,
+                "seed": self.seed,
+                "test_fraction": self.test_fraction,
+                "plain": self.plain,
+                "meta": dict(self.meta),
+            }
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> SparsityResult:
-        """Rebuild a result from :meth:`to_json`'s text."""
-        d = json.loads(text)
+    def from_dict(cls, d: Mapping[str, Any]) -> SparsityResult:
+        """Rebuild from :meth:`to_dict` (also reads ``sparsity.json`` of earlier rcvlab)."""
         return cls(
             alphas=tuple(float(a) for a in d["alphas"]),
-            test_sets=tuple(d["test_sets"]),
-            n_nonzero=_ro(d["n_nonzero"], np.int64),
-            r2_train=_ro(_none_to_nan(d["r2_train"]), np.float64),
-            r2_test=_ro(_none_to_nan(d["r2_test"]), np.float64),
-            selection_counts=_ro(d["selection_counts"], np.int64),
+            test_sets=tuple(str(s) for s in d["test_sets"]),
+            n_nonzero=frozen_array(d["n_nonzero"], np.int64),
+            r2_train=array_from_json(d["r2_train"]),
+            r2_test=array_from_json(d["r2_test"]),
+            selection_counts=frozen_array(d["selection_counts"], np.int64),
             n_train=int(d["n_train"]),
-            n_test={k: int(v) for k, v in d["n_test"].items()},
+            n_test={str(k): int(v) for k, v in d["n_test"].items()},
             dim=int(d["dim"]),
-            n_constant=int(d["n_constant"]),
+            n_constant=int(d.get("n_constant", 0)),
             reps=int(d["reps"]),
             seed=int(d["seed"]),
             test_fraction=float(d["test_fraction"]),
@@ -546,9 +512,10 @@ def _std(v: NDArray[Any]) -> float:
 # -- the analysis -------------------------------------------------------------------------
 
 
-def sparsity(
+def sparsity_from_arrays(
     X: ArrayLike,
     y: ArrayLike,
+    *,
     alphas: ArrayLike = DEFAULT_ALPHAS,
     reps: int = 10,
     seed: int = 0,
@@ -556,6 +523,7 @@ def sparsity(
     test_sets: Mapping[str, tuple[ArrayLike, ArrayLike]] | None = None,
     plain: str = "ols",
     meta: Mapping[str, Any] | None = None,
+    command: str = "",
 ) -> SparsityResult:
     """Non-zero coefficients versus R² along the Lasso path, within and across classes.
 
@@ -577,18 +545,21 @@ def sparsity(
         ``(1/(2n)) ||y - Zw - b||² + alpha ||w||_1``; 0 is the plain fit. Default: 0 to 0.01
         in 21 steps, as the paper.
     reps : int
-        Repetitions (random splits).
+        Repetitions (random splits), >= 1.
     seed : int
         Seed of the splits (:func:`rcvlab.probe.splits.repeated_splits`).
     test_fraction : float
-        Held-out share of the training class (0.5: the paper's 220 / 220 images).
+        Held-out share of the training class, in (0, 1) (0.5: the paper's 220 / 220 images).
     test_sets : mapping of str to (X, y), optional
         Other classes to evaluate on, e.g. ``{"kite": (X2, y2)}``; same ``d``.
     plain : {"ols", "ridge"}
         The alpha-0 fit: minimum-norm least squares (the paper's non-regularised
         regression) or ridge with leave-one-out alpha.
     meta : mapping, optional
-        Provenance stored in the result (model, layer, measure, class names ...).
+        More provenance stored in ``result.meta`` (model, layer, measure, class names ...)
+        beside the command, versions and seed.
+    command : str
+        The command line or call, recorded in ``meta``.
 
     Returns
     -------
@@ -597,13 +568,16 @@ def sparsity(
     Raises
     ------
     DataError
-        Bad features or measure (see :func:`check_xy`), mismatched feature dimensions.
+        Bad features or measure (see :func:`rcvlab.analyses.common.check_xy`), mismatched
+        feature dimensions.
     RcvlabError
-        Negative, non-finite or repeated alphas; a test set called ``"same"``.
+        Negative, non-finite or repeated alphas; ``reps < 1``; ``test_fraction`` outside
+        (0, 1); a test set called ``"same"``.
     """
+    grid, plain, reps, seed, test_fraction = check_sparsity_options(
+        alphas, plain, reps, seed, test_fraction
+    )
     Xa, ya = check_xy(X, y, "training class")
-    grid = check_alphas(alphas)
-    plain = _check_plain(plain)
     n, d = Xa.shape
     others: dict[str, tuple[FloatArray, FloatArray]] = {}
     for name, pair in (test_sets or {}).items():
@@ -644,226 +618,105 @@ def sparsity(
     return SparsityResult(
         alphas=grid,
         test_sets=names,
-        n_nonzero=_ro(n_nonzero, np.int64),
-        r2_train=_ro(r2_train, np.float64),
-        r2_test=_ro(r2_test, np.float64),
-        selection_counts=_ro(counts, np.int64),
+        n_nonzero=frozen_array(n_nonzero, np.int64),
+        r2_train=frozen_array(r2_train),
+        r2_test=frozen_array(r2_test),
+        selection_counts=frozen_array(counts, np.int64),
         n_train=int(splits[0][0].size),
         n_test=n_test,
         dim=d,
         n_constant=n_constant,
-        reps=int(reps),
-        seed=int(seed),
-        test_fraction=float(test_fraction),
+        reps=reps,
+        seed=seed,
+        test_fraction=test_fraction,
         plain=plain,
-        meta=dict(meta or {}),
+        meta=analysis_meta(command, seed, meta),
     )
 
 
-# -- from a model and images --------------------------------------------------------------
-
-
-def available_classes(data: Any) -> list[str]:
-    """The sorted class names of an ImageSet; a one-line DataError when it has none."""
-    if getattr(data, "classes", None) is None:
-        raise DataError(
-            f"data {getattr(data, 'source', '') or type(data).__name__} has no classes; these "
-            "analyses compare classes: give a 'class' column in the CSV manifest"
-        )
-    return sorted(set(data.classes.tolist()))
-
-
-def features_by_class(
+def sparsity(
     model: Any,
     data: Any,
-    layer: str,
-    measure: str,
-    classes: Sequence[str] | None = None,
     *,
-    weights: str = "imagenet",
-    seed: int = 0,
-    batch_size: int = 32,
-    pooling: str = "gap",
-    cache_dir: str | os.PathLike[str] | None = None,
-    device: str | None = None,
-    progress: bool = False,
-) -> tuple[dict[str, tuple[FloatArray, FloatArray]], dict[str, Any]]:
-    """Features of one layer (one extraction) and the measure, split by ``data.classes``.
-
-    Rows whose image could not be read, whose features are not finite or whose measure is
-    NaN are dropped (and counted in the returned provenance).
-
-    Parameters
-    ----------
-    model : str or rcvlab Model
-        A registry name (loaded with ``weights`` and ``seed``) or a loaded model.
-    data : ImageSet
-        Images with classes and the measure (``rcvlab.data.open_data``).
-    layer : str
-        The layer to probe.
-    measure : str
-        Name of the measure (``data.measure(measure)``).
-    classes : sequence of str, optional
-        Classes wanted, in this order (default: all, sorted).
-
-    Other parameters are those of :func:`rcvlab.features.extract_features`.
-
-    Returns
-    -------
-    (by_class, info)
-        ``{class: (X float64 (n_c, d), y (n_c,))}`` and a provenance dict (model, weights,
-        layer, measure, source, counts, dropped rows, skipped items).
-
-    Raises
-    ------
-    DataError
-        Data without classes.
-    UnknownNameError
-        A class that the data does not have (the message lists the available ones).
-    """
-    from rcvlab import __version__
-    from rcvlab.analyses.profile import skipped_items
-    from rcvlab.features.extract import as_image_set, one_layer
-    from rcvlab.models.registry import as_model
-
-    data = as_image_set(data)
-    available = available_classes(data)
-    wanted = list(available if classes is None else classes)
-    for c in wanted:
-        if c not in available:
-            raise UnknownNameError(
-                f"unknown class {c!r}; available: {', '.join(available)}."
-                + did_you_mean(str(c), available)
-            )
-    if len(set(wanted)) != len(wanted):
-        raise RcvlabError(f"classes are repeated: {wanted}")
-    model = as_model(model, weights, seed)
-    y_all = np.asarray(data.measure(measure), dtype=np.float64)
-    X_all, feats = one_layer(
-        model,
-        data,
-        layer,
-        batch_size=batch_size,
-        pooling=pooling,
-        cache_dir=cache_dir,
-        device=device,
-        progress=progress,
-    )
-    X_all = np.asarray(X_all, dtype=np.float64)
-    ok = np.asarray(feats.valid, dtype=bool) & np.isfinite(X_all).all(axis=1)
-    ok_y = np.isfinite(y_all)
-    out = {}
-    dropped = {}
-    for c in wanted:
-        rows = data.classes == c
-        keep = rows & ok & ok_y
-        dropped[c] = int(rows.sum() - keep.sum())
-        out[c] = (X_all[keep], y_all[keep])
-    skipped = skipped_items(data, feats)
-    info = {
-        "model": model.name,
-        "weights": model.weights,
-        "weights_id": model.weights_id,
-        "layer": layer,
-        "measure": measure,
-        "pooling": pooling,
-        "source": data.source,
-        "fingerprint": data.fingerprint(),
-        "n_images": len(data),
-        "n_per_class": {c: int(v[1].size) for c, v in out.items()},
-        "n_dropped": dropped,
-        "n_skipped": len(skipped),
-        "skipped": [{"path": p, "reason": r} for p, r in skipped],
-        "feature_cache_key": feats.key,
-        "rcvlab_version": __version__,
-    }
-    return out, info
-
-
-def sparsity_on_data(
-    model: Any,
-    data: Any,
     layer: str,
-    measure: str = "scale_ratio_sqrt",
-    train_class: str | None = None,
+    measure: str = "scale_ratio",
+    train_class: str,
     test_classes: Sequence[str] | None = None,
     alphas: ArrayLike = DEFAULT_ALPHAS,
     reps: int = 10,
     seed: int = 0,
-    *,
     test_fraction: float = 0.5,
     plain: str = "ols",
-    weights: str = "imagenet",
-    batch_size: int = 32,
-    pooling: str = "gap",
-    cache_dir: str | os.PathLike[str] | None = None,
-    device: str | None = None,
-    progress: bool = False,
     command: str = "",
+    **extract: Unpack[ExtractOptions],
 ) -> SparsityResult:
-    """:func:`sparsity` starting from a model and images (one feature extraction).
+    """The Lasso path of a model's layer: non-zero coefficients vs R², same and other classes.
+
+    One feature extraction of ``layer`` (read from the all-layers cache entry of ``rcvlab
+    probe`` when ``cache_dir`` holds one), split by ``data.classes``, then
+    :func:`sparsity_from_arrays` on ``train_class`` with ``test_classes`` as test sets.
+    Every option is checked before the model runs.
 
     Parameters
     ----------
     model : str or Model
+        A registry name (loaded with ``weights`` and ``seed``) or a loaded model.
     data : ImageSet
         Images with classes (``data.classes``) and the measure.
     layer : str
         The layer (e.g. ``"mixed8"``).
     measure : str
-    train_class : str, optional
-        Class the RCVs are trained on (default: the first class, sorted, that is not among
-        ``test_classes``).
+        Name of the measure (paper 001: ``"scale_ratio_sqrt"``).
+    train_class : str
+        Class the RCVs are trained on.
     test_classes : sequence of str, optional
         Other classes to evaluate on (default: every other class).
     alphas, reps, seed, test_fraction, plain
-        As :func:`sparsity`.
+        As :func:`sparsity_from_arrays`.
     command : str
         The command line, stored in ``meta``.
-
-    Other parameters are those of :func:`features_by_class`.
+    **extract
+        How the layer is extracted: :class:`~rcvlab.analyses.common.ExtractOptions`.
 
     Returns
     -------
     SparsityResult
-        ``meta`` holds the model, layer, measure, class names, data source and skipped items.
-    """
-    from rcvlab.features.extract import as_image_set
+        ``meta`` holds the provenance (command, versions, seed, data fingerprint) and the
+        model, layer, measure, class names, counts and skipped items.
 
-    check_alphas(alphas)  # options fail before the (possibly long) feature extraction
-    _check_plain(plain)
-    data = as_image_set(data)
-    available = available_classes(data)
-    skip = set() if test_classes is None else {str(c) for c in test_classes}
-    if train_class is None:
-        train = next((c for c in available if c not in skip), available[0])
-    else:
-        train = str(train_class)
-    if test_classes is None:
-        tests = [c for c in available if c != train]
-    else:
-        tests = [str(c) for c in test_classes]
-    if train in tests:
-        raise RcvlabError(
-            f"{train!r} is the training class; its held-out split is always evaluated "
-            "('same'), leave it out of test_classes"
-        )
-    by_class, info = features_by_class(
+    Raises
+    ------
+    RcvlabError
+        A bad option; the training class among ``test_classes``; a class the data does not
+        have (:class:`~rcvlab.errors.UnknownNameError`).
+    """
+
+    def wanted(image_set: Any) -> list[str]:
+        (train,) = check_classes(image_set, [train_class])
+        if test_classes is None:
+            tests = [c for c in check_classes(image_set, None) if c != train]
+        else:
+            tests = check_classes(image_set, test_classes) if len(test_classes) else []
+        if train in tests:
+            raise RcvlabError(
+                f"{train!r} is the training class; its held-out split is always evaluated "
+                "('same'), leave it out of test_classes"
+            )
+        return [train, *tests]
+
+    by_class, info = class_features(
         model,
         data,
-        layer,
-        measure,
-        [train, *tests],
-        weights=weights,
+        layer=layer,
+        measure=measure,
         seed=seed,
-        batch_size=batch_size,
-        pooling=pooling,
-        cache_dir=cache_dir,
-        device=device,
-        progress=progress,
+        classes=wanted,
+        check_options=lambda: check_sparsity_options(alphas, plain, reps, seed, test_fraction),
+        **extract,
     )
+    train, *tests = by_class
     X, y = check_xy(*by_class[train], f"class {train!r}")
-    return sparsity(
+    return sparsity_from_arrays(
         X,
         y,
         alphas=alphas,
@@ -872,19 +725,19 @@ def sparsity_on_data(
         test_fraction=test_fraction,
         test_sets={c: by_class[c] for c in tests},
         plain=plain,
-        meta={**info, "train_class": train, "test_classes": tests, "command": command},
+        meta={**info, "train_class": train, "test_classes": tests},
+        command=command,
     )
 
 
 __all__ = [
     "DEFAULT_ALPHAS",
-    "MIN_ROWS",
+    "SAME",
     "SparsityResult",
-    "available_classes",
     "check_alphas",
-    "check_xy",
-    "features_by_class",
+    "check_sparsity_options",
+    "default_table_alphas",
     "rcv_path",
     "sparsity",
-    "sparsity_on_data",
+    "sparsity_from_arrays",
 ]

@@ -7,26 +7,50 @@ temporary name), into a folder the caller prepared (:func:`rcvlab.runio.prepare_
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-from rcvlab.analyses.alignment import AlignmentResult, alignment_frame
+from rcvlab.analyses.alignment import AlignmentResult
 from rcvlab.analyses.consistency import ConsistencyResult
-from rcvlab.analyses.sparsity import SparsityResult, dump_json
+from rcvlab.analyses.sparsity import SparsityResult, default_table_alphas
 from rcvlab.runio import write_figure, write_text
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def default_table_alphas(alphas: Sequence[float]) -> list[float]:
-    """Alphas of Table 1: the plain fit (0) when in the grid, and the non-zero alpha of the
-    grid closest to the paper's 0.001."""
-    grid = np.asarray(alphas, dtype=float)
-    out = [0.0] if np.isclose(grid, 0.0).any() else []
-    nonzero = grid[~np.isclose(grid, 0.0)]
-    if nonzero.size:
-        out.append(float(nonzero[np.argmin(np.abs(np.log(nonzero / 0.001)))]))
-    return out
+
+def write_analysis_run(
+    out: str | os.PathLike[str],
+    stem: str,
+    result: SparsityResult | AlignmentResult | ConsistencyResult,
+    figure: Callable[[], Figure],
+    markdown: str,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+) -> dict[str, Path]:
+    """``<stem>.csv`` (:meth:`~rcvlab.result.Result.to_frame`), ``<stem>.json``,
+    ``<stem>.png`` (``figure()``), ``summary.md`` (``markdown``) and one CSV per ``tables``
+    entry (file name: table), each written atomically into the existing folder ``out``.
+
+    Returns
+    -------
+    dict of str to Path
+        Every file by its name.
+    """
+    out = Path(out)
+    extra = dict(tables or {})
+    names = (f"{stem}.csv", f"{stem}.json", f"{stem}.png", *extra, "summary.md")
+    files = {name: out / name for name in names}
+    write_text(files[f"{stem}.csv"], result.to_frame().to_csv(index=False))
+    for name, table in extra.items():
+        write_text(files[name], table.to_csv(index=False))
+    result.to_json(files[f"{stem}.json"])
+    write_text(files["summary.md"], markdown)
+    write_figure(files[f"{stem}.png"], figure())
+    return files
 
 
 def write_sparsity_run(
@@ -51,93 +75,37 @@ def write_sparsity_run(
     """
     from rcvlab.viz.encoding import plot_sparsity
 
-    out = Path(out)
-    files = {
-        name: out / name
-        for name in (
-            "sparsity.csv",
-            "sparsity.json",
-            "sparsity.png",
-            "cross_class.csv",
-            "summary.md",
-        )
-    }
     if table_alphas is None:
         table_alphas = default_table_alphas(result.alphas)
-    write_text(files["sparsity.csv"], result.to_frame().to_csv(index=False))
-    result.to_json(files["sparsity.json"])
-    write_text(files["cross_class.csv"], result.cross_class_table(table_alphas).to_csv(index=False))
-    write_text(files["summary.md"], result.to_markdown(table_alphas))
-    write_figure(files["sparsity.png"], plot_sparsity(result))
-    return files
+    return write_analysis_run(
+        out,
+        "sparsity",
+        result,
+        lambda: plot_sparsity(result),
+        result.to_markdown(table_alphas),
+        {"cross_class.csv": result.cross_class_table(table_alphas)},
+    )
 
 
-def write_alignment_run(
-    out: str | os.PathLike[str], results: Sequence[AlignmentResult]
-) -> dict[str, Path]:
+def write_alignment_run(out: str | os.PathLike[str], result: AlignmentResult) -> dict[str, Path]:
     """``alignment.csv`` (the stacked curves), ``alignment.json``, ``alignment.png``,
     ``summary.md``.
 
-    ``alignment.json`` holds ``{"analysis": "alignment", "results": [...]}``, each entry
-    :meth:`AlignmentResult.to_dict`.
+    Parameters
+    ----------
+    out : path
+        An existing folder.
+    result : AlignmentResult
+
+    Returns
+    -------
+    dict of str to Path
     """
     from rcvlab.viz.encoding import plot_alignment
 
-    results = list(results)
-    if not results:
-        raise ValueError("write_alignment_run needs at least one result.")
-    out = Path(out)
-    files = {
-        name: out / name
-        for name in ("alignment.csv", "alignment.json", "alignment.png", "summary.md")
-    }
-    write_text(files["alignment.csv"], alignment_frame(results).to_csv(index=False))
-    dump_json(
-        {"analysis": "alignment", "results": [r.to_dict() for r in results]},
-        files["alignment.json"],
+    return write_analysis_run(
+        out, "alignment", result, lambda: plot_alignment(result), result.to_markdown()
     )
-    write_text(files["summary.md"], alignment_markdown(results))
-    write_figure(files["alignment.png"], plot_alignment(results))
-    return files
-
-
-def alignment_markdown(results: Sequence[AlignmentResult]) -> str:
-    """A short table: non-zero coefficients, R², components for 50/90/99/100 % of the norm."""
-    m = results[0].meta
-    bits = ", ".join(f"{k} {m[k]}" for k in ("model", "layer", "measure") if m.get(k))
-    lines = [
-        "# Alignment of the RCV with individual feature maps",
-        "",
-        (f"{bits}; " if bits else "")
-        + (f"class {m['train_class']}; " if m.get("train_class") else "")
-        + f"{results[0].n_train} training / {results[0].n_test} test images. The curve is the "
-        "norm of the d' largest components of the unit RCV (standardised feature space); "
-        "d' for x % is the fewest components whose norm reaches x %.",
-        "",
-        "| RCV | non-zero | train R² | test R² | largest component | d' for 50 % | 90 % | 99 % "
-        "| 100 % |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        s = r.summary()
-
-        def cell(v: object) -> str:
-            return "–" if v is None else str(v)
-
-        lines.append(
-            f"| {r.label} | {r.n_nonzero} of {r.dim} | {r.r2_train:.3f} | {r.r2_test:.3f} | "
-            f"{s['max_component']:.3f} | {cell(s['dims_for_0.5'])} | {cell(s['dims_for_0.9'])} "
-            f"| {cell(s['dims_for_0.99'])} | {cell(s['dims_for_1'])} |"
-        )
-    lines += [
-        "",
-        "Published (paper 001, InceptionV3 mixed8, albatross): Lasso alpha = 0.001 keeps 40 "
-        "of 1280 coefficients (R² 0.839); the plain fit R² 0.874.",
-        "",
-    ]
-    if m.get("command"):
-        lines += [f"Command: `{m['command']}`", ""]
-    return "\n".join(lines)
 
 
 def write_consistency_run(
@@ -147,58 +115,39 @@ def write_consistency_run(
     and ``summary.md`` (Table 2 style)."""
     from rcvlab.viz.encoding import plot_consistency
 
-    out = Path(out)
-    files = {
-        name: out / name
-        for name in (
-            "consistency.csv",
-            "consistency_runs.csv",
-            "consistency.json",
-            "consistency.png",
-            "summary.md",
-        )
-    }
-    write_text(files["consistency.csv"], result.to_frame().to_csv(index=False))
-    write_text(files["consistency_runs.csv"], result.runs_frame().to_csv(index=False))
-    result.to_json(files["consistency.json"])
-    write_text(files["summary.md"], result.to_markdown())
-    write_figure(files["consistency.png"], plot_consistency(result))
-    return files
+    return write_analysis_run(
+        out,
+        "consistency",
+        result,
+        lambda: plot_consistency(result),
+        result.to_markdown(),
+        {"consistency_runs.csv": result.runs_frame()},
+    )
 
 
 def encoding_section(
     sparsity_result: SparsityResult,
     consistency_result: ConsistencyResult | None = None,
-    alignment_results: Sequence[AlignmentResult] = (),
+    alignment_result: AlignmentResult | None = None,
     *,
     title: str = "How scale is encoded: sparsity and consistency",
     notes: Sequence[str] = (),
 ) -> str:
     """An HTML section for the one-page report: Table 1 (cross-class R² of the plain and the
     Lasso RCV), the sparsity figure, the alignment summary and the consistency angles (all
-    text escaped, figures embedded)."""
+    text escaped, figures embedded; tables by :meth:`pandas.DataFrame.to_html`)."""
     from html import escape
 
-    from rcvlab.report.html import _figure_data_uri
+    from rcvlab.report.html import figure_data_uri
     from rcvlab.viz.encoding import plot_alignment, plot_consistency, plot_sparsity
-
-    def table(frame, cols, fmt) -> str:
-        head = "".join(f"<th>{escape(c)}</th>" for c in cols)
-        body = "".join(
-            "<tr>"
-            + "".join(
-                f'<td class="num">{fmt(v)}</td>'
-                if isinstance(v, float | np.floating)
-                else f"<td>{escape(str(v))}</td>"
-                for v in (row[c] for c in cols)
-            )
-            + "</tr>"
-            for _, row in frame.iterrows()
-        )
-        return f"<table><tr>{head}</tr>{body}</table>"
 
     def num(v: float) -> str:
         return "–" if not np.isfinite(v) else f"{v:.3f}"
+
+    def table(frame: pd.DataFrame, cols: Sequence[str]) -> str:
+        return frame[list(cols)].to_html(
+            index=False, escape=True, border=0, na_rep="–", float_format=num
+        )
 
     parts = [f"<h2>{escape(title)}</h2>", *(f'<p class="note">{escape(n)}</p>' for n in notes)]
     m = sparsity_result.meta
@@ -209,30 +158,17 @@ def encoding_section(
         "(paper 001, Table 1), mean [95 % CI] over repetitions.</p>"
     )
     t = sparsity_result.cross_class_table(default_table_alphas(sparsity_result.alphas))
-    parts.append(
-        table(
-            t,
-            [
-                "test_set",
-                "alpha",
-                "regressor",
-                "n_nonzero_mean",
-                "r2_mean",
-                "r2_ci95_low",
-                "r2_ci95_high",
-            ],
-            num,
-        )
-    )
+    cols = ["test_set", "alpha", "regressor", "n_nonzero_mean", "r2_mean"]
+    parts.append(table(t, [*cols, "r2_ci95_low", "r2_ci95_high"]))
     figs = [("R² versus the number of non-zero coefficients", plot_sparsity(sparsity_result))]
-    if alignment_results:
+    if alignment_result is not None:
         bits = ", ".join(
-            f"{escape(r.regressor)}: {r.n_nonzero} non-zero, "
-            + (f"{r.dims_for(0.9)} maps hold 90 % of the norm" if r.defined else "a zero RCV")
-            for r in alignment_results
+            f"{escape(c.regressor)}: {c.n_nonzero} non-zero, "
+            + (f"{c.dims_for(0.9)} maps hold 90 % of the norm" if c.defined else "a zero RCV")
+            for c in alignment_result
         )
         parts.append(f"<p>Alignment (Figure 3): {bits}.</p>")
-        figs.append(("Cumulative norm of the sorted RCV", plot_alignment(alignment_results)))
+        figs.append(("Cumulative norm of the sorted RCV", plot_alignment(alignment_result)))
     if consistency_result is not None:
         parts.append(
             "<p>Consistency (paper 001, Table 2): angle between RCVs of disjoint halves of a "
@@ -240,21 +176,21 @@ def encoding_section(
             "directions), mean ± std over repetitions.</p>"
         )
         cols = ["a", "b", "regressor", "angle_mean", "angle_std", "cos_mean", "cos_std"]
-        parts.append(table(consistency_result.to_frame(), cols, num))
+        parts.append(table(consistency_result.to_frame(), cols))
         figs.append(("RCV angles", plot_consistency(consistency_result)))
     for caption, fig in figs:
         parts.append(
-            f'<figure><img alt="{escape(caption)}" src="{_figure_data_uri(fig)}">'
+            f'<figure><img alt="{escape(caption)}" src="{figure_data_uri(fig)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>"
         )
     return "\n".join(parts)
 
 
 __all__ = [
-    "alignment_markdown",
     "default_table_alphas",
     "encoding_section",
     "write_alignment_run",
+    "write_analysis_run",
     "write_consistency_run",
     "write_sparsity_run",
 ]

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from rcvlab.analyses.alignment import AlignmentResult
+from rcvlab.analyses.alignment import AlignmentCurve, AlignmentResult
 from rcvlab.analyses.consistency import ConsistencyResult
 from rcvlab.analyses.sparsity import SparsityResult
 
@@ -127,7 +127,7 @@ def plot_sparsity(result: SparsityResult, *, floor: float = R2_FLOOR) -> Figure:
 
 
 def plot_alignment(
-    results: Sequence[AlignmentResult] | Mapping[str, AlignmentResult],
+    result: AlignmentResult | Sequence[AlignmentCurve] | Mapping[str, AlignmentCurve],
     *,
     title: str | None = None,
 ) -> Figure:
@@ -135,19 +135,22 @@ def plot_alignment(
 
     Parameters
     ----------
-    results : sequence of AlignmentResult, or mapping of legend label to result
-        E.g. the plain and the Lasso RCV of the same split.
+    result : AlignmentResult, sequence of AlignmentCurve, or mapping of label to curve
+        E.g. the plain and the Lasso RCV of the same split (one :func:`alignment` call).
     title : str, optional
+        Default: "Alignment of the RCV" with the model, layer and measure of
+        ``result.meta``.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One axes, one line per result (an RCV without direction is listed in the legend but
+        One axes, one line per curve (an RCV without direction is listed in the legend but
         not drawn).
     """
-    items = list(results.items()) if isinstance(results, Mapping) else [(None, r) for r in results]
+    meta = result.meta if isinstance(result, AlignmentResult) else {}
+    items = list(result.items()) if isinstance(result, Mapping) else [(None, r) for r in result]
     if not items:
-        raise ValueError("plot_alignment needs at least one result.")
+        raise ValueError("plot_alignment needs at least one curve.")
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -166,8 +169,7 @@ def plot_alignment(
     ax.set_xlim(1, max(r.max_dims for _, r in items))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
-    first = items[0][1]
-    bits = _title_bits(first.meta)
+    bits = _title_bits(meta)
     ax.set_title(
         title if title is not None else "Alignment of the RCV" + (f": {bits}" if bits else "")
     )
