@@ -1,12 +1,14 @@
 """Noise-input experiment time, and the cost of corrected GAP relative to regular GAP.
 
 1. The whole experiment (`rcvlab.analyses.noise.noise_size`) for InceptionV3 (random weights:
-   the finding does not need pretraining, and speed does not depend on the values) over 10
-   sizes from 150 to 500 px, 5 training + 20 test images, 10 repetitions, all 13 layers. Each
-   image goes through the network once; both poolings are taken in that pass.
-2. Extraction of the same 64 images at 299 px with ``pooling="gap"`` and with
+   the finding does not need pretraining, and speed does not depend on the values) with its
+   defaults: the widths :data:`rcvlab.analyses.noise.DEFAULT_SIZES` (150 to 500 px, step 50),
+   5 training + 20 test images, 10 repetitions, all 13 layers. Each image goes through the
+   network once; both poolings are taken in that pass.
+2. Extraction of 64 images at the model's own size (299 px) with ``pooling="gap"`` and with
    ``pooling="corrected-gap"`` once the masks are cached (the first corrected call computes
-   them: one forward pass of a NaN-padded input, timed separately). Interleaved, best of
+   them: one forward pass of a NaN-padded input, timed separately; 299 px is not among the
+   experiment's widths, so that first call is a real computation). Interleaved, best of
    ``--repeat``.
 
 Last line: ``noise_s=<experiment> overhead=<corrected/regular extraction time> mask_s=<one
@@ -23,8 +25,9 @@ import numpy as np
 import torch
 
 from rcvlab import extract_features, load_model
-from rcvlab.analyses.noise import noise_size
-from rcvlab.features.receptive import _MASKS, padding_masks
+from rcvlab.analyses.noise import DEFAULT_SIZES, noise_size
+from rcvlab.features.receptive import padding_masks
+from rcvlab.sizes import parse_sizes
 
 
 def main() -> None:
@@ -37,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
 
     m = load_model(args.model, "random", seed=0)
-    sizes = np.linspace(150, 500, 10).round().astype(int).tolist()
+    sizes = parse_sizes(DEFAULT_SIZES)
     noise_s = float("nan")
     if not args.skip_experiment:
         t = time.perf_counter()
@@ -49,8 +52,9 @@ def main() -> None:
             print(f"  {e.layer:12s} regular {g['r2_mean']:.3f}  corrected {cor}")
 
     s = m.input_size
+    if s in sizes:  # the mask timing below must be a first computation, not a cache hit
+        raise SystemExit(f"{s} px is among the experiment's sizes; the mask timing needs another")
     images = np.random.default_rng(0).integers(0, 256, (args.n, s, s, 3), dtype=np.uint8)
-    _MASKS.clear()
     t = time.perf_counter()
     padding_masks(m.module, m.resolve(None), s)
     mask_s = time.perf_counter() - t

@@ -1,6 +1,8 @@
 """Square input sizes from the command line: ``75:500:25``, ``150:500``, ``224,299``.
 
-Used by the resizing sweep (``rcvlab resize-sweep --sizes``) and the noise-input experiment.
+Used by the resizing sweep (``rcvlab resize-sweep --sizes``) and the noise-input experiment
+(``rcvlab noise-size --sizes``); their defaults are
+:data:`rcvlab.analyses.resize.DEFAULT_SIZES` and :data:`rcvlab.analyses.noise.DEFAULT_SIZES`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from rcvlab.errors import RcvlabError
 
 #: Step of a ``START:STOP`` range that gives none.
 DEFAULT_STEP = 25
+
+#: Largest square size the sweep and the noise experiment accept (the paper goes to 500 px):
+#: every image is run through the whole network at that size.
+MAX_SIZE = 4096
 
 _FORMS = "START:STOP:STEP (e.g. 75:500:25), START:STOP (step 25) or a list such as 224,299"
 
@@ -104,4 +110,14 @@ def parse_sizes(spec: str | int | Iterable[int]) -> list[int]:
     return sorted(set(sizes))
 
 
-__all__ = ["DEFAULT_STEP", "parse_sizes"]
+def check_max_size(sizes: Iterable[int]) -> None:
+    """One-line :class:`RcvlabError` when a size is above :data:`MAX_SIZE`."""
+    top = max(sizes)
+    if top > MAX_SIZE:
+        raise RcvlabError(
+            f"Size {top} px is above {MAX_SIZE} px (every image runs through the whole network "
+            "at each size); lower --sizes."
+        )
+
+
+__all__ = ["DEFAULT_STEP", "MAX_SIZE", "check_max_size", "parse_sizes"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -14,11 +15,11 @@ from PIL import Image
 from rcvlab.analyses.resize import (
     INTERPOLATIONS,
     ResizeSweepResult,
-    _tensor,
     class_probabilities,
     min_input_size,
     parse_interps,
     resize_sweep,
+    resized_batch,
     wilson_ci95,
 )
 from rcvlab.data.base import ArrayImageSet, FileImageSet
@@ -142,8 +143,8 @@ def test_exact_probabilities_from_a_known_network(colour_model) -> None:
     res = resize_sweep(
         colour_model,
         data,
-        sizes,
-        "lanczos,nearest,bicubic",
+        sizes=sizes,
+        interps="lanczos,nearest,bicubic",
         batch_size=2,
         progress=lambda done, total: calls.append((done, total)),
     )
@@ -172,7 +173,7 @@ def test_top5_miss_and_multiple_acceptable_classes(colour_model) -> None:
             return ((0, 1), (7,), (6, 9))[i]
 
     data = Multi(flat_images([100, 100, 100]))
-    res = resize_sweep(colour_model, data, [150], ["bilinear"])
+    res = resize_sweep(colour_model, data, sizes=[150], interps=["bilinear"])
     q = expected_softmax(150, 100)
     np.testing.assert_allclose(res.p[0, 0], [q[0] + q[1], q[7], q[6] + q[9]], rtol=1e-5)
     np.testing.assert_array_equal(res.top1[0, 0], [True, False, False])
@@ -184,7 +185,7 @@ def test_summary_intervals(colour_model) -> None:
     rng = np.random.default_rng(0)
     ims = [rng.integers(0, 256, (30, 30, 3), dtype=np.uint8) for _ in range(8)]
     data = ArrayImageSet(ims, {"class_index": [0, 1, 2, 3, 4, 5, 6, 0]})
-    res = resize_sweep(colour_model, data, "100:300:100", "lanczos,bilinear")
+    res = resize_sweep(colour_model, data, sizes="100:300:100", interps="lanczos,bilinear")
     f = res.to_frame()
     assert len(f) == 6
     assert (f.p_ci95_low <= f.p_mean).all() and (f.p_mean <= f.p_ci95_high).all()
@@ -203,26 +204,44 @@ def test_summary_intervals(colour_model) -> None:
 
 def test_json_round_trip(colour_model, tmp_path) -> None:
     data = ArrayImageSet(flat_images([10, 200]), {"class_index": [0, 1]})
-    res = resize_sweep(colour_model, data, "60,90", "nearest", command="rcvlab resize-sweep")
+    res = resize_sweep(
+        colour_model, data, sizes="60,90", interps="nearest", command="rcvlab resize-sweep"
+    )
     back = ResizeSweepResult.from_json(res.to_json(tmp_path / "sweep.json"))
-    assert back == res  # the metadata
+    for k in ("model", "weights", "sizes", "interps", "ids", "labels", "skipped", "meta"):
+        assert getattr(back, k) == getattr(res, k), k
     for k in ("p", "top1", "top5", "pred"):
         np.testing.assert_array_equal(getattr(back, k), getattr(res, k))
         assert getattr(back, k).dtype == getattr(res, k).dtype
-    assert ResizeSweepResult.from_json(tmp_path / "sweep.json").command == "rcvlab resize-sweep"
-    with pytest.raises(DataError, match="not a resize-sweep result"):
+    again = ResizeSweepResult.from_json(tmp_path / "sweep.json")
+    assert again.meta["command"] == "rcvlab resize-sweep"
+    assert again.meta["data_fingerprint"] == data.fingerprint()
+    with pytest.raises(DataError, match="not a complete 'resize_sweep' result"):
         ResizeSweepResult.from_json('{"model": 1}')
+
+
+def test_reads_the_json_of_earlier_versions(colour_model, tmp_path) -> None:
+    """sweep.json of rcvlab 0.x: command and data beside a meta without provenance."""
+    data = ArrayImageSet(flat_images([10, 200]), {"class_index": [0, 1]})
+    res = resize_sweep(colour_model, data, sizes="60,90", interps="nearest")
+    d = json.loads(res.to_json())
+    d["command"], d["data"] = "rcvlab resize-sweep --sizes 60,90", "filled:cat"
+    d["meta"] = {"device": "cpu", "seconds": 0.1}
+    back = ResizeSweepResult.from_json(json.dumps(d))
+    assert back.meta["command"] == "rcvlab resize-sweep --sizes 60,90"
+    assert back.data_source == "filled:cat"
+    np.testing.assert_array_equal(back.p, res.p)
 
 
 def test_unreadable_images_are_skipped_or_fatal(colour_model, tmp_path) -> None:
     Image.new("RGB", (20, 20), (90, 0, 0)).save(tmp_path / "a.png")
     paths = [str(tmp_path / "a.png"), str(tmp_path / "gone.png")]
     data = FileImageSet(paths, {"class_index": [0, 1]})
-    res = resize_sweep(colour_model, data, [100], "bicubic")
+    res = resize_sweep(colour_model, data, sizes=[100], interps="bicubic")
     assert res.ids == (paths[0],) and res.p.shape == (1, 1, 1)
     assert [s.path for s in res.skipped] == [paths[1]]
     with pytest.raises(DataError, match=r"gone\.png"):
-        resize_sweep(colour_model, data, [100], "bicubic", strict=True)
+        resize_sweep(colour_model, data, sizes=[100], interps="bicubic", strict=True)
 
 
 # -- the full softmax and a registry network -----------------------------------------------
@@ -237,7 +256,7 @@ def test_softmax_rows_sum_to_one_and_match_the_sweep() -> None:
     probs = class_probabilities(model, pil, 64, "lanczos", device="cpu")
     assert probs.shape == (3, 1000) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    res = resize_sweep(model, data, [32, 64], "lanczos", device="cpu")
+    res = resize_sweep(model, data, sizes=[32, 64], interps="lanczos", device="cpu")
     np.testing.assert_allclose(res.p[0, 1], probs[[0, 1, 2], [10, 281, 999]], rtol=1e-4)
     ranks = (-probs).argsort(axis=1)
     np.testing.assert_array_equal(res.pred[0, 1], ranks[:, 0])
@@ -255,13 +274,13 @@ def test_resize_is_the_models_own_preprocessing() -> None:
     pil = [Image.fromarray(rng.integers(0, 256, (37, 51, 3), dtype=np.uint8)) for _ in range(2)]
     for interp in ("bilinear", "bicubic", "lanczos", "nearest"):
         want = replace(pre, interpolation=interp)(pil, mode="resize")
-        torch.testing.assert_close(_tensor(m, pil, 64, interp), want)
+        torch.testing.assert_close(resized_batch(m, pil, 64, interp), want)
     # every filter, against PIL and the normalisation written out
     mean, std = np.asarray(pre.mean), np.asarray(pre.std)
     for interp, f in (("box", Image.BOX), ("hamming", Image.HAMMING), ("nearest", Image.NEAREST)):
         arr = np.stack([np.asarray(im.resize((48, 48), f)) for im in pil]) / 255.0
         want = torch.from_numpy(((arr - mean) / std).transpose(0, 3, 1, 2)).float()
-        torch.testing.assert_close(_tensor(m, pil, 48, interp), want)
+        torch.testing.assert_close(resized_batch(m, pil, 48, interp), want)
 
 
 # -- errors before anything runs ------------------------------------------------------------
@@ -284,7 +303,7 @@ def test_size_below_the_minimum() -> None:
     assert min_input_size(model, [48, 64]) == 48
     data = NoLoad(flat_images([1, 2]), {"class_index": [0, 1]})
     with pytest.raises(RcvlabError, match=r"Sizes 20, 30 px are below .* \(40 px\)") as e:
-        resize_sweep(model, data, "20:60:10", "lanczos")
+        resize_sweep(model, data, sizes="20:60:10", interps="lanczos")
     assert "--sizes 40:60:25" in str(e.value) and "\n" not in str(e.value)
 
 
@@ -292,36 +311,43 @@ def test_known_minimum_of_inception(colour_model) -> None:
     model = replace(colour_model, name="inception_v3")
     data = NoLoad(flat_images([1]), {"class_index": [0]})
     with pytest.raises(RcvlabError, match=r"Size 50 px is below .*inception_v3.*\(75 px\)"):
-        resize_sweep(model, data, "50,100", "lanczos")
+        resize_sweep(model, data, sizes="50,100", interps="lanczos")
 
 
 def test_network_that_fails_everywhere() -> None:
     model = load_model(NeedsForty(), input_size=64)
     with pytest.raises(RcvlabError, match="accepts any input size"):
-        resize_sweep(model, NoLoad(flat_images([1]), {"class_index": [0]}), "10,20", "nearest")
+        resize_sweep(
+            model,
+            NoLoad(flat_images([1]), {"class_index": [0]}),
+            sizes="10,20",
+            interps="nearest",
+        )
 
 
 def test_image_without_class_index(colour_model) -> None:
     data = NoLoad(flat_images([1, 2, 3]), {"class_index": [0, np.nan, np.nan]})
     with pytest.raises(DataError, match=r"Image array\[1\] \(and 1 more\) has no class index"):
-        resize_sweep(colour_model, data, [64], "lanczos")
+        resize_sweep(colour_model, data, sizes=[64], interps="lanczos")
 
 
 def test_class_index_beyond_the_outputs(colour_model) -> None:
     data = NoLoad(flat_images([1, 2]), {"class_index": [0, N_CLASSES]})
     with pytest.raises(DataError, match=r"array\[1\] has class index 10, but custom has 10"):
-        resize_sweep(colour_model, data, [64], "lanczos")
+        resize_sweep(colour_model, data, sizes=[64], interps="lanczos")
 
 
 def test_data_without_labels(colour_model) -> None:
     with pytest.raises(DataError, match="no ImageNet class index"):
-        resize_sweep(colour_model, NoLoad(flat_images([1]), {"r": [0.5]}), [64], "lanczos")
+        resize_sweep(
+            colour_model, NoLoad(flat_images([1]), {"r": [0.5]}), sizes=[64], interps="lanczos"
+        )
 
 
 def test_unknown_interpolation(colour_model) -> None:
     data = NoLoad(flat_images([1]), {"class_index": [0]})
     with pytest.raises(UnknownNameError, match="Did you mean 'bicubic'"):
-        resize_sweep(colour_model, data, [64], "bicubik")
+        resize_sweep(colour_model, data, sizes=[64], interps="bicubik")
 
 
 def test_frame_and_peaks_match_scipy_and_numpy(colour_model) -> None:
@@ -333,7 +359,7 @@ def test_frame_and_peaks_match_scipy_and_numpy(colour_model) -> None:
     rng = np.random.default_rng(1)
     ims = [rng.integers(0, 256, (30, 30, 3), dtype=np.uint8) for _ in range(8)]
     data = ArrayImageSet(ims, {"class_index": [0, 1, 2, 3, 4, 5, 6, 1]})
-    res = resize_sweep(colour_model, data, "50,150,300", "nearest,bilinear")
+    res = resize_sweep(colour_model, data, sizes="50,150,300", interps="nearest,bilinear")
     frame = res.to_frame()
     for a, interp in enumerate(res.interps):
         for b, size in enumerate(res.sizes):
@@ -351,3 +377,50 @@ def test_frame_and_peaks_match_scipy_and_numpy(colour_model) -> None:
         size, pmax = res.peaks()[interp]
         assert size == res.sizes[int(np.argmax(res.p[a].mean(axis=1)))]
         assert pmax == pytest.approx(res.p[a].mean(axis=1).max())
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"sizes": "500:75"}, RcvlabError, "start 500 is larger"),
+        ({"sizes": "75,5000"}, RcvlabError, "above 4096"),
+        ({"interps": "bicubik"}, UnknownNameError, "bicubic"),
+        ({"interps": ""}, RcvlabError, "No interpolation"),
+        ({"batch_size": 0}, RcvlabError, "batch_size must be an integer >= 1"),
+        ({"seed": -1}, RcvlabError, "seed must be an integer >= 0"),
+        ({"weights": "random"}, RcvlabError, "applies to a model name only"),
+        ({"device": "bogus"}, RcvlabError, "Unknown device"),
+        ({"data": [1, 2]}, RcvlabError, "must be an ImageSet"),
+        ({"data": NoLoad([])}, DataError, "No images"),
+    ],
+)
+def test_options_are_checked_before_any_work(
+    colour_model, monkeypatch, options, error, match
+) -> None:
+    """One line each, before a network runs or an image is decoded."""
+    import rcvlab.analyses.resize as rs
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the options were checked")
+
+    monkeypatch.setattr(rs, "min_input_size", no_work)
+    monkeypatch.setattr(rs, "load_model", no_work)
+    data = options.pop("data", NoLoad(flat_images([1]), {"class_index": [0]}))
+    with pytest.raises(error, match=match) as e:
+        rs.resize_sweep(colour_model, data, **options)
+    assert "\n" not in str(e.value)
+
+
+def test_one_default_and_keyword_only_options() -> None:
+    import inspect
+
+    from rcvlab.analyses.resize import DEFAULT_INTERPS, DEFAULT_SIZES
+
+    sig = inspect.signature(resize_sweep)
+    params = list(sig.parameters.values())
+    assert [p.name for p in params[:2]] == ["model", "data"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
+    assert sig.parameters["sizes"].default == DEFAULT_SIZES
+    assert parse_sizes(DEFAULT_SIZES) == list(range(75, 501, 25))  # paper 000 §4.1
+    assert sig.parameters["interps"].default == DEFAULT_INTERPS
+    assert set(DEFAULT_INTERPS) == {"lanczos", "bilinear", "bicubic", "nearest"}

@@ -12,6 +12,7 @@ from rcvlab.data.base import ArrayImageSet
 from rcvlab.models.layers import LayerSpec
 from rcvlab.probe.fit import fit_rcv
 from rcvlab.probe.sensitivity import (
+    blank_pass,
     directional_derivative,
     gap_gradient,
     raw_direction,
@@ -266,3 +267,16 @@ def test_one_pass_features_equal_extract_features():
         want = extract_features(m, imgs, [layer], channels_last=False)[layer]
         np.testing.assert_allclose(p.features, want, rtol=1e-4, atol=1e-5)
         assert p.valid.all() and p.gradients.shape == want.shape
+
+
+def test_blank_pass_gives_the_map_shape_and_the_logits_before_any_image():
+    m = load_model(LinearAfter(True).eval(), input_size=8, layers=["conv", "mid", "fc"])
+    assert blank_pass(m, "conv") == ((1, 4, 8, 8), 5)
+    assert blank_pass(m, "mid") == ((1, 6, 8, 8), 5)
+    with pytest.raises(RcvlabError, match="vector"):
+        blank_pass(m, "fc")  # the logits
+    assert not m.module.training and no_hooks(m.module)
+    with pytest.raises(RcvlabError, match="batch_size must be an integer >= 1"):
+        gap_gradient(m, x64().float(), "conv", 0, batch_size=0)
+    with pytest.raises(RcvlabError, match="batch_size must be an integer >= 1"):
+        gap_gradient(m, x64().float(), "conv", 0, batch_size=2.5)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.figure import Figure
 
-from rcvlab.analyses.relevance import relevance_from_arrays
+from rcvlab.analyses.relevance import RelevanceResult, relevance_from_arrays
 from rcvlab.report.relevance import write_relevance_run
 from rcvlab.viz.relevance import plot_relevance
 
@@ -33,7 +35,7 @@ def make_result(constant_gradient: bool = False):
         ids=[f"img{i}.png" for i in range(30)],
         classes=["cat"] * 30,
     )
-    return res.with_meta(model="mobilenet_v2", weights="imagenet", target_name="tabby")
+    return dataclasses.replace(res, model="mobilenet_v2", weights="imagenet", target_name="tabby")
 
 
 def test_plot_relevance_has_histograms_and_br_bars():
@@ -57,11 +59,10 @@ def test_plot_relevance_with_infinite_br():
 
 def test_write_relevance_run(tmp_path):
     res = make_result()
+    names = ["relevance.csv", "relevance.json", "summary.md", "relevance.png", "skipped.csv"]
     files = write_relevance_run(tmp_path, res)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["relevance.csv", "relevance.json", "summary.md", "relevance.png"]
-    )
-    assert set(files) == {"relevance.csv", "relevance.json", "summary.md", "relevance.png"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary file
+    assert set(files) == set(names)
     per_image = pd.read_csv(files["relevance.csv"])
     assert list(per_image.columns) == ["measure", "index", "id", "class", "value", "sensitivity"]
     assert len(per_image) == 60
@@ -74,3 +75,28 @@ def test_write_relevance_run(tmp_path):
     md = files["summary.md"].read_text()
     assert "| scale_ratio |" in md and "Br" in md and "tabby" in md
     assert files["relevance.png"].read_bytes()[:4] == b"\x89PNG"
+    assert pd.read_csv(files["skipped.csv"]).empty
+    back = RelevanceResult.from_json(files["relevance.json"])
+    np.testing.assert_array_equal(back.sensitivities["noise"], res.sensitivities["noise"])
+    np.testing.assert_array_equal(back.directions["noise"], res.directions["noise"])
+
+
+def test_printed_numbers_equal_a_recomputation_from_the_written_files(tmp_path):
+    """What the command prints (R², mean S, Br) and the t-test, from relevance.json's
+    per-split R² and relevance.csv's sensitivities with plain json, numpy and scipy."""
+    from scipy import stats
+
+    files = write_relevance_run(tmp_path, make_result())
+    d = json.loads(files["relevance.json"].read_text())
+    per_image = pd.read_csv(files["relevance.csv"])
+    for m in d["measures"]:
+        s = per_image.loc[per_image.measure == m["measure"], "sensitivity"].to_numpy()
+        r2 = float(np.mean(m["r2"]))
+        assert m["n"] == s.size == 30
+        assert m["r2_mean"] == pytest.approx(r2, abs=1e-12)
+        assert m["sens_mean"] == pytest.approx(s.mean(), rel=1e-12)
+        assert m["sens_std"] == pytest.approx(s.std(ddof=1), rel=1e-12)
+        assert m["frac_positive"] == pytest.approx(np.mean(s > 0))
+        assert m["br"] == pytest.approx(r2 * s.mean() / s.std(ddof=1), rel=1e-12)
+        t = stats.ttest_1samp(s, 0.0)
+        assert (m["t_stat"], m["p_value"]) == pytest.approx((t.statistic, t.pvalue), rel=1e-9)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from rcvlab.analyses.resize import ResizeSweepResult
 from rcvlab.data.base import Skip
 from rcvlab.report.resize import write_resize_run
-from rcvlab.runio import prepare_out
+from rcvlab.runio import RUN_FILE, prepare_out
 from rcvlab.viz.resize import plot_resize_sweep
 
 SIZES = (75, 150, 224, 300, 500)
@@ -30,7 +30,6 @@ def result() -> ResizeSweepResult:
     return ResizeSweepResult(
         model="efficientnet_lite0",
         weights="imagenet",
-        data="filled:cat",
         sizes=SIZES,
         interps=("lanczos", "nearest"),
         ids=tuple(f"filled/cat/{i:05d}" for i in range(n)),
@@ -41,8 +40,14 @@ def result() -> ResizeSweepResult:
         pred=np.full(p.shape, 281, dtype=np.int64),
         input_size=224,
         skipped=(Skip("x.png", "cannot decode image x.png"),),
-        command="rcvlab resize-sweep --model efficientnet_lite0 --data filled:cat",
-        meta={"seconds": 1.5, "device": "cpu", "batch_size": 32},
+        meta={
+            "command": "rcvlab resize-sweep --model efficientnet_lite0 --data filled:cat",
+            "seed": 0,
+            "data_source": "filled:cat",
+            "seconds": 1.5,
+            "device": "cpu",
+            "batch_size": 32,
+        },
     )
 
 
@@ -65,7 +70,8 @@ def test_write_run(result: ResizeSweepResult, tmp_path) -> None:
     files = write_resize_run(out, result)
     assert set(files) == {"sweep.json", "sweep.csv", "summary.md", "sweep.png", "skipped.csv"}
     assert all(p.is_file() for p in files.values())
-    assert sorted(p.name for p in out.iterdir()) == sorted(files)  # no temporary files left
+    # prepare_out's run.json aside, only these files: no temporary file left
+    assert sorted(p.name for p in out.iterdir() if p.name != RUN_FILE) == sorted(files)
     csv = pd.read_csv(files["sweep.csv"])
     assert list(csv["size"]) == list(SIZES) * 2
     assert {"p_mean", "p_ci95_low", "p_ci95_high", "top5", "top5_ci95_low", "top1"} <= set(
@@ -75,5 +81,42 @@ def test_write_run(result: ResizeSweepResult, tmp_path) -> None:
     np.testing.assert_array_equal(back.p, result.p)
     assert back.skipped == result.skipped
     summary = files["summary.md"].read_text()
-    assert "| lanczos | 224 |" in summary and result.command in summary
+    assert "| lanczos | 224 |" in summary and result.meta["command"] in summary
     assert pd.read_csv(files["skipped.csv"]).path.tolist() == ["x.png"]
+
+
+def test_written_summary_equals_a_recomputation_from_the_stored_per_image_values(
+    result: ResizeSweepResult, tmp_path
+) -> None:
+    """sweep.csv (what the command prints from) recomputed from sweep.json's per-image
+    arrays with plain json, numpy, scipy (Student t) and statsmodels (Wilson)."""
+    import json
+
+    import scipy.stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    out = prepare_out(tmp_path / "run")
+    files = write_resize_run(out, result)
+    d = json.loads(files["sweep.json"].read_text())
+    csv = pd.read_csv(files["sweep.csv"])
+    p, top5 = np.asarray(d["p"]), np.asarray(d["top5"])
+    assert p.shape == (2, len(SIZES), 12)
+    for a, interp in enumerate(d["interps"]):
+        for b, size in enumerate(d["sizes"]):
+            row = csv[(csv.interp == interp) & (csv["size"] == size)].iloc[0]
+            v = p[a, b]
+            lo, hi = scipy.stats.t.interval(
+                0.95, v.size - 1, loc=v.mean(), scale=scipy.stats.sem(v)
+            )
+            assert row.p_mean == pytest.approx(v.mean(), abs=1e-12)
+            assert (row.p_ci95_low, row.p_ci95_high) == pytest.approx(
+                (max(lo, 0.0), min(hi, 1.0)), abs=1e-12
+            )
+            k = int(top5[a, b].sum())
+            assert row.top5 == pytest.approx(k / v.size)
+            assert (row.top5_ci95_low, row.top5_ci95_high) == pytest.approx(
+                proportion_confint(k, v.size, method="wilson"), abs=1e-12
+            )
+        # the printed peak: argmax of the mean over images
+        means = p[a].mean(axis=1)
+        assert d["peaks"][interp]["size"] == d["sizes"][int(np.argmax(means))]

@@ -25,37 +25,54 @@ then not meaningful (a negative R² would even flip its sign) and the summary fl
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import torch
 import torch.nn as nn
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from rcvlab import __version__
+from rcvlab.analyses.common import check_int
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import DataError, RcvlabError
-from rcvlab.features.extract import as_image_set
+from rcvlab.features.extract import as_image_set, choose_device
 from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_regressor, fit_rcv
-from rcvlab.probe.profile import check_split_options, probe_layers
-from rcvlab.probe.result import _jsonable
+from rcvlab.probe.profile import check_min_images, check_split_options, probe_layers
 from rcvlab.probe.sensitivity import (
+    blank_pass,
     gradient_pass,
-    layer_output_shape,
     layer_spec,
     raw_direction,
     resolve_target_class,
 )
+from rcvlab.probe.splits import n_test_rows
+from rcvlab.result import Result, jsonable, nan_if_none, provenance
 
 FloatArray = NDArray[np.float64]
 NAN = float("nan")
+
+DEFAULT_MEASURES: tuple[str, ...] = ("scale_ratio",)
+"""Measures scored when none are given: the papers' scale concept."""
+DEFAULT_REGRESSOR = "ridge"
+"""RCV fit (ridge, alpha by leave-one-out), as the RCV paper's."""
+DEFAULT_REPS = 10
+"""Repeated random splits for the RCV's held-out R²."""
+DEFAULT_TEST_FRACTION = 0.3
+"""Held-out share of every split (the papers' 70/30)."""
+DEFAULT_MIN_IMAGES = 10
+"""Fewest usable images per measure."""
+DEFAULT_BATCH_SIZE = 16
+"""Images per forward + backward pass (the backward keeps the activations after the layer)."""
+RESIZE_MODES = ("resize", "crop")
+"""Preprocessing modes (:meth:`rcvlab.models.registry.Preprocessing.__call__`)."""
+
+_STAT_KEYS = ("sens_mean", "sens_std", "frac_positive", "br", "t_stat", "p_value")
 
 DEFINITION = (
     "Sensitivity S(x) = d/dt logit_K(network with the layer's map A replaced by A + t v at "
@@ -166,7 +183,7 @@ class MeasureRelevance:
 
 
 @dataclass(frozen=True, eq=False)
-class RelevanceResult:
+class RelevanceResult(Result):
     """Sensitivities and bidirectional relevance scores of concept measures at one layer.
 
     Attributes
@@ -184,7 +201,7 @@ class RelevanceResult:
     values : dict of str to ndarray
         Per measure, the measure values of the used images.
     directions : dict of str to ndarray
-        Per measure, the unit RCV in raw GAP feature space (not written to JSON).
+        Per measure, the unit RCV in raw GAP feature space.
     ids : tuple of str
         Identifiers of all images of the data set (empty when unknown).
     classes : tuple of str
@@ -197,12 +214,40 @@ class RelevanceResult:
         Penalty requested (None: ridge chooses by leave-one-out).
     reps : int
     test_fraction : float
-    seed : int
-    data : dict
-        Source, counts and skipped images.
-    command, rcvlab_version : str
-    extra : dict
+    meta : dict
+        Provenance (:func:`rcvlab.result.provenance`): command, versions, seed, the data's
+        fingerprint and source, ``weights_id``, the layer's module and shape, the
+        preprocessing, the image counts (``n_images``, ``n_without_measure``, ``n_readable``,
+        ``n_used``, ``n_skipped``, ``classes``) and ``skipped`` (path and reason of every
+        unreadable image).
+
+    ``to_frame()`` has one row per measure with the columns ``measure``, ``layer``,
+    ``target_class``, ``target_name``, ``n`` (images used), ``r2_mean``, ``r2_std`` and
+    ``r2_ci95_low`` / ``r2_ci95_high`` (the RCV's held-out R² over the repeated splits),
+    ``alpha`` (of the all-rows RCV), ``sens_mean``, ``sens_std`` (``ddof=1``),
+    ``frac_positive`` (share of ``S > 0``), ``br`` (``R² x mean(S) / std(S)``), ``t_stat``
+    and ``p_value`` (two-sided one-sample t-test of ``S`` against 0).
     """
+
+    kind: ClassVar[str] = "relevance"
+    frame_columns: ClassVar[tuple[str, ...]] = (
+        "measure",
+        "layer",
+        "target_class",
+        "target_name",
+        "n",
+        "r2_mean",
+        "r2_std",
+        "r2_ci95_low",
+        "r2_ci95_high",
+        "alpha",
+        "sens_mean",
+        "sens_std",
+        "frac_positive",
+        "br",
+        "t_stat",
+        "p_value",
+    )
 
     layer: str
     target_class: int
@@ -217,15 +262,16 @@ class RelevanceResult:
     model: str = ""
     weights: str = ""
     layer_kind: str = "output"
-    regressor: str = "ridge"
+    regressor: str = DEFAULT_REGRESSOR
     alpha: float | None = None
-    reps: int = 10
-    test_fraction: float = 0.3
-    seed: int = 0
-    data: dict[str, Any] = field(default_factory=dict, repr=False)
-    command: str = ""
-    rcvlab_version: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    reps: int = DEFAULT_REPS
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def seed(self) -> int | None:
+        """The seed of the repeated splits (``meta["seed"]``)."""
+        return self.meta.get("seed")
 
     @property
     def measures(self) -> list[str]:
@@ -244,13 +290,8 @@ class RelevanceResult:
         """Bidirectional relevance score of every measure."""
         return {s.measure: s.br for s in self.scores}
 
-    def with_meta(self, **kw: Any) -> RelevanceResult:
-        """A copy with metadata fields replaced."""
-        return replace(self, **kw)
-
     def to_frame(self) -> pd.DataFrame:
-        """One row per measure: measure, layer, target_class, n, R² (mean, std, interval),
-        alpha, sensitivity mean / std, fraction positive, Br, t statistic and p-value."""
+        """One row per measure (columns: see the class docstring)."""
         rows = []
         for s in self.scores:
             rows.append(
@@ -273,11 +314,12 @@ class RelevanceResult:
                     "p_value": s.p_value,
                 }
             )
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=list(self.frame_columns))
 
     def per_image_frame(self) -> pd.DataFrame:
-        """One row per (measure, used image): measure, index, image id, class, value,
-        sensitivity."""
+        """One row per (measure, used image): ``measure``, ``index`` (in the data set),
+        ``id``, ``class`` (when the data has classes), ``value`` (of the measure) and
+        ``sensitivity``."""
         parts = []
         for m in self.measures:
             idx = np.asarray(self.rows[m], dtype=np.intp)
@@ -294,37 +336,82 @@ class RelevanceResult:
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything but the per-image arrays and directions (strict-JSON ready)."""
-        d = {
-            "kind": "relevance",
-            "definition": DEFINITION,
-            "model": self.model,
-            "weights": self.weights,
-            "layer": self.layer,
-            "layer_kind": self.layer_kind,
-            "target_class": self.target_class,
-            "target_name": self.target_name,
-            "regressor": self.regressor,
-            "alpha": self.alpha,
-            "reps": self.reps,
-            "test_fraction": self.test_fraction,
-            "seed": self.seed,
-            "measures": [asdict(s) for s in self.scores],
-            "data": self.data,
-            "command": self.command,
-            "rcvlab_version": self.rcvlab_version,
-            "extra": self.extra,
-        }
-        return _jsonable(d)
+        """Settings, the scores, and per measure the used rows, their values and
+        sensitivities and the RCV's direction (everything :meth:`from_dict` needs)."""
+        return jsonable(
+            {
+                "definition": DEFINITION,
+                "model": self.model,
+                "weights": self.weights,
+                "layer": self.layer,
+                "layer_kind": self.layer_kind,
+                "target_class": self.target_class,
+                "target_name": self.target_name,
+                "regressor": self.regressor,
+                "alpha": self.alpha,
+                "reps": self.reps,
+                "test_fraction": self.test_fraction,
+                "measures": [asdict(s) for s in self.scores],
+                "meta": self.meta,
+                "ids": list(self.ids),
+                "classes": list(self.classes),
+                "per_image": {
+                    m: {
+                        "rows": self.rows[m],
+                        "values": self.values[m],
+                        "sensitivities": self.sensitivities[m],
+                    }
+                    for m in self.measures
+                },
+                "directions": {m: v for m, v in self.directions.items()},
+            }
+        )
 
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The ``relevance.json`` text; written atomically to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        if path is not None:
-            from rcvlab.runio import write_text
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RelevanceResult:
+        """Rebuild from :meth:`to_dict`."""
+        scores = []
+        for s in d["measures"]:
+            alpha = s.get("alpha")
+            scores.append(
+                MeasureRelevance(
+                    measure=str(s["measure"]),
+                    n=int(s["n"]),
+                    r2=tuple(nan_if_none(v) for v in s["r2"]),
+                    r2_mean=nan_if_none(s["r2_mean"]),
+                    r2_std=nan_if_none(s["r2_std"]),
+                    r2_ci95=(nan_if_none(s["r2_ci95"][0]), nan_if_none(s["r2_ci95"][1])),
+                    alpha=None if alpha is None else float(alpha),
+                    n_constant=int(s["n_constant"]),
+                    **{k: nan_if_none(s[k]) for k in _STAT_KEYS},
+                )
+            )
+        per_image = d["per_image"]
 
-            write_text(path, text + "\n")
-        return text
+        def floats(v: Any) -> FloatArray:
+            return np.array([nan_if_none(x) for x in v], dtype=np.float64)
+
+        alpha = d.get("alpha")
+        return cls(
+            layer=str(d["layer"]),
+            target_class=int(d["target_class"]),
+            scores=tuple(scores),
+            sensitivities={m: floats(v["sensitivities"]) for m, v in per_image.items()},
+            rows={m: np.asarray(v["rows"], dtype=np.intp) for m, v in per_image.items()},
+            values={m: floats(v["values"]) for m, v in per_image.items()},
+            directions={m: floats(v) for m, v in d.get("directions", {}).items()},
+            ids=tuple(str(i) for i in d.get("ids", ())),
+            classes=tuple(str(c) for c in d.get("classes", ())),
+            target_name=str(d.get("target_name", "")),
+            model=str(d.get("model", "")),
+            weights=str(d.get("weights", "")),
+            layer_kind=str(d.get("layer_kind", "output")),
+            regressor=str(d["regressor"]),
+            alpha=None if alpha is None else float(alpha),
+            reps=int(d["reps"]),
+            test_fraction=float(d["test_fraction"]),
+            meta=dict(d["meta"]),
+        )
 
     def to_markdown(self) -> str:
         """``summary.md``: the Br table, the definition and the run's settings."""
@@ -358,8 +445,8 @@ class RelevanceResult:
             f"{self.test_fraction:.0%} test images, seed {self.seed}; the direction is the fit on "
             "all used images. Sensitivities are per unit length of the RCV in raw GAP space.",
         ]
-        if self.command:
-            lines.append(f"Command: `{self.command}`")
+        if self.meta.get("command"):
+            lines.append(f"Command: `{self.meta['command']}`")
         lines.append("")
         return "\n".join(lines)
 
@@ -379,14 +466,15 @@ def relevance_from_arrays(
     *,
     layer: str = "",
     target_class: int = 0,
-    regressor: str = "ridge",
+    regressor: str = DEFAULT_REGRESSOR,
     alpha: float | None = None,
-    reps: int = 10,
-    test_fraction: float = 0.3,
+    reps: int = DEFAULT_REPS,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
-    min_images: int = 10,
+    min_images: int = DEFAULT_MIN_IMAGES,
     ids: Sequence[str] = (),
     classes: Sequence[str] | None = None,
+    command: str = "",
 ) -> RelevanceResult:
     """Relevance of each measure from GAP features and GAP-space logit gradients.
 
@@ -413,6 +501,8 @@ def relevance_from_arrays(
         Image identifiers (for the per-image table).
     classes : sequence of str, optional
         Class of every image (for the per-image table).
+    command : str
+        Recorded in ``meta``.
 
     Returns
     -------
@@ -420,11 +510,15 @@ def relevance_from_arrays(
 
     Raises
     ------
+    RcvlabError
+        A bad option (regressor, alpha, reps, test_fraction, seed, min_images).
     DataError
-        Mismatched shapes, a constant measure, fewer than ``min_images`` usable images, an
-        RCV without direction.
+        Mismatched shapes, a constant or infinite measure, fewer than ``min_images`` usable
+        images, an RCV without direction.
     """
     reg, a = check_regressor(regressor, alpha)
+    check_split_options(reps, test_fraction, seed)
+    check_min_images(min_images)
     X = np.asarray(features, dtype=np.float64)
     G = np.asarray(gradients, dtype=np.float64)
     if X.ndim != 2 or G.shape != X.shape:
@@ -438,6 +532,7 @@ def relevance_from_arrays(
         y = np.asarray(y_in, dtype=np.float64)
         if y.shape != (n,):
             raise DataError(f"measure {name!r} has shape {y.shape}, expected ({n},)")
+        check_measure_values(str(name), y, min_images, test_fraction)
         usable = finite_rows & np.isfinite(y)
         rows = np.flatnonzero(usable)
         if rows.size < min_images:
@@ -497,27 +592,65 @@ def relevance_from_arrays(
         alpha=a,
         reps=int(reps),
         test_fraction=float(test_fraction),
-        seed=int(seed),
+        meta=provenance(command=command, seed=int(seed)),
     )
+
+
+def check_measure_values(name: str, y: ArrayLike, min_images: int, test_fraction: float) -> None:
+    """Check a measure before any image is run: no infinite value, at least ``min_images``
+    finite values that vary, and enough of them for a train/test split.
+
+    NaN marks an image without a value (left out); ``±inf`` is an error.
+
+    Raises
+    ------
+    DataError
+        One line naming the measure and what is wrong.
+    """
+    v = np.asarray(y, dtype=np.float64).ravel()
+    n_inf = int(np.isinf(v).sum())
+    if n_inf:
+        first = int(np.flatnonzero(np.isinf(v))[0])
+        raise DataError(
+            f"measure {name!r} has {n_inf} infinite value(s) (first at image {first}); fix "
+            "them or set them to NaN (no value) to leave those images out"
+        )
+    fin = v[np.isfinite(v)]
+    if fin.size < min_images:
+        raise DataError(
+            f"measure {name!r}: only {fin.size} images have a value (need at least "
+            f"{min_images}); add images or lower min_images"
+        )
+    if np.ptp(fin) == 0:
+        raise DataError(
+            f"measure {name!r} is constant (value {fin[0]:g}) over the {fin.size} images with "
+            "a value; nothing to regress"
+        )
+    n_test = n_test_rows(fin.size, test_fraction)
+    if n_test < 2 or fin.size - n_test < 2:
+        raise DataError(
+            f"measure {name!r}: {fin.size} images with test_fraction={test_fraction} give "
+            f"{fin.size - n_test} train / {n_test} test; need at least 2 on each side"
+        )
 
 
 def relevance(
     model: str | Model | nn.Module,
     data: ImageSet,
-    layer: str,
-    measures: Sequence[str] | str = ("scale_ratio",),
-    target_class: int | str = 0,
     *,
-    weights: str = "imagenet",
-    regressor: str = "ridge",
+    layer: str,
+    target_class: int | str,
+    measures: Sequence[str] | str = DEFAULT_MEASURES,
+    weights: str | None = None,
+    regressor: str = DEFAULT_REGRESSOR,
     alpha: float | None = None,
-    reps: int = 10,
-    test_fraction: float = 0.3,
+    reps: int = DEFAULT_REPS,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = 0,
-    min_images: int = 10,
-    batch_size: int = 16,
+    min_images: int = DEFAULT_MIN_IMAGES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     resize: str = "resize",
-    device: str | None = None,
+    device: str | torch.device | None = None,
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
     command: str = "",
@@ -528,6 +661,8 @@ def relevance(
     (:func:`rcvlab.probe.sensitivity.gradient_pass`) gives both the layer's GAP features, on
     which the RCVs are fitted, and the gradients; images are preprocessed as
     :func:`rcvlab.features.extract_features` does. The method is in the module docstring.
+    There is no feature cache: the backward pass needs the forward pass anyway, and that
+    pass gives the features.
 
     Parameters
     ----------
@@ -539,19 +674,22 @@ def relevance(
     layer : str
         A layer with a spatial map (kind ``output`` or ``residual_sum``), not the logits or
         the softmax.
-    measures : str or sequence of str
     target_class : int or str
         Index of the class logit (or a category name of the model, e.g. ``"tabby"``).
-    weights : str
-        Weights of a model given by name.
+    measures : str or sequence of str
+        Default :data:`DEFAULT_MEASURES`.
+    weights : str, optional
+        ``imagenet`` (default), ``random`` or a state-dict path; only with a model name.
     regressor, alpha, reps, test_fraction, seed, min_images
         As in :func:`relevance_from_arrays`.
     batch_size : int
         Batch size of the pass (it keeps the activations after the layer for the backward).
-    resize, device, strict, progress
+    resize : {"resize", "crop"}
+        Preprocessing mode.
+    device, strict, progress
         As in :func:`rcvlab.features.extract_features`.
     command : str
-        The command line, recorded in the result.
+        The command line, recorded in ``meta``.
 
     Returns
     -------
@@ -560,34 +698,49 @@ def relevance(
     Raises
     ------
     UnknownNameError
-        Unknown model, layer, measure or class name.
+        Unknown model, layer, measure, regressor or class name.
     RcvlabError
-        A softmax or vector layer (logits), a target class out of range.
+        A bad option, ``weights`` with a loaded model, an unknown device, a softmax or vector
+        layer (logits), a target class out of range.
     DataError
-        Constant measure, too few usable images.
+        A constant or infinite measure, too few images with a value (all before the pass);
+        too few readable images (after it).
     """
-    model = as_model(model, weights, seed)
-    check_regressor(regressor, alpha)
-    check_split_options(reps, test_fraction, seed)  # before the images are read
+    reg, a = check_regressor(regressor, alpha)
+    check_split_options(reps, test_fraction, seed)
+    check_min_images(min_images)
+    check_int("batch_size", batch_size, 1)
+    if resize not in RESIZE_MODES:
+        raise RcvlabError(f"Unknown resize mode {resize!r}; use {' or '.join(RESIZE_MODES)}.")
     names = [measures] if isinstance(measures, str) else list(measures)
     if not names:
-        raise RcvlabError("no measures given")
+        raise RcvlabError("no measures given; name at least one (e.g. scale_ratio)")
     if len(set(names)) != len(names):
-        raise RcvlabError(f"duplicate measures in {names}")
+        raise RcvlabError(f"duplicate measures in {names}; list each once")
+    if weights is not None and not isinstance(model, str):
+        raise RcvlabError(
+            f"weights={weights!r} applies to a model name only; this model is loaded with "
+            "its weights already (drop weights, or pass the name)."
+        )
+    choose_device(device)  # an unknown device fails here, not after the model is loaded
     data = as_image_set(data)
+    # the measures, before the model is loaded and any image is run
+    ys = {m: np.asarray(data.measure(m), dtype=np.float64) for m in names}
+    for m, y in ys.items():
+        check_measure_values(m, y, min_images, test_fraction)
+    model = as_model(model, "imagenet" if weights is None else weights, seed)
     spec = layer_spec(model, layer)
     k = resolve_target_class(model, target_class)
-    shape = layer_output_shape(model, spec)  # a vector layer fails here, in a second
-    ys = {m: data.measure(m) for m in names}
-    for m, y in ys.items():
-        fin = y[np.isfinite(y)]
-        if fin.size and np.ptp(fin) == 0:
-            raise DataError(f"measure {m!r} is constant (value {fin[0]:g}); nothing to regress")
+    # a vector layer, or a class beyond the logits, fails here in one image's time
+    shape, n_logits = blank_pass(model, spec)
+    if k >= n_logits:
+        raise RcvlabError(
+            f"target class {k} is out of range: the network has {n_logits} outputs "
+            f"(0-{n_logits - 1})."
+        )
 
     n = len(data)
     rows = np.flatnonzero(np.any([np.isfinite(y) for y in ys.values()], axis=0))
-    if rows.size == 0:
-        raise DataError(f"no image has a value of {', '.join(names)}")
     p = gradient_pass(
         model,
         data.subset(rows),
@@ -608,8 +761,8 @@ def relevance(
         ys,
         layer=spec.name,
         target_class=k,
-        regressor=regressor,
-        alpha=alpha,
+        regressor=reg,
+        alpha=a,
         reps=reps,
         test_fraction=test_fraction,
         seed=seed,
@@ -619,40 +772,46 @@ def relevance(
     )
     skipped = [(s.path, s.reason) for s in data.skipped]
     skipped += [(s.path, s.reason) for _, s in sorted(p.skipped.items())]
-    info = {
-        "source": data.source,
-        "fingerprint": data.fingerprint(),
-        "n_images": len(data),
-        "n_without_measure": int(n - rows.size),
-        "n_readable": int(p.valid.sum()),  # of those with a measure (the others are not read)
-        "n_used": {s.measure: s.n for s in res.scores},
-        "n_skipped": len(skipped),
-        "classes": sorted(set(data.classes.tolist())) if data.classes is not None else [],
-        "skipped": [{"path": p, "reason": r} for p, r in skipped],
-    }
     cats = model.categories
-    return res.with_meta(
+    return replace(
+        res,
         target_name=cats[k] if k < len(cats) else "",
         model=model.name,
         weights=model.weights,
         layer_kind=spec.kind,
-        data=info,
-        command=command,
-        rcvlab_version=__version__,
-        extra={
-            "weights_id": model.weights_id,
-            "layer_module": spec.module,
-            "layer_shape": list(shape[1:]),
-            "preprocessing": {**model.preprocessing.key(), "mode": resize},
-        },
+        meta=provenance(
+            command=command,
+            seed=int(seed),
+            data=data,
+            weights_id=model.weights_id,
+            layer_module=spec.module,
+            layer_shape=list(shape[1:]),
+            preprocessing={**model.preprocessing.key(), "mode": resize},
+            device=str(choose_device(device)),
+            n_images=len(data),
+            n_without_measure=int(n - rows.size),
+            n_readable=int(p.valid.sum()),  # of those with a measure (the others are not read)
+            n_used={s.measure: s.n for s in res.scores},
+            n_skipped=len(skipped),
+            classes=sorted(set(data.classes.tolist())) if data.classes is not None else [],
+            skipped=[{"path": path, "reason": why} for path, why in skipped],
+        ),
     )
 
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MEASURES",
+    "DEFAULT_MIN_IMAGES",
+    "DEFAULT_REGRESSOR",
+    "DEFAULT_REPS",
+    "DEFAULT_TEST_FRACTION",
     "DEFINITION",
+    "RESIZE_MODES",
     "SENS_CONSTANT_RTOL",
     "MeasureRelevance",
     "RelevanceResult",
+    "check_measure_values",
     "relevance",
     "relevance_from_arrays",
     "sensitivity_stats",

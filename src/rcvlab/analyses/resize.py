@@ -25,15 +25,12 @@ four photographs only, so its intervals show the variation over crops, not over 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,22 +39,27 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from rcvlab.analyses.common import check_int
 from rcvlab.data.base import ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
-from rcvlab.models.registry import _RESAMPLE, Model, load_model
+from rcvlab.models.registry import RESAMPLE, Model, load_model
+from rcvlab.probe.stats import mean_ci95
 from rcvlab.progress import progress_bar
-from rcvlab.sizes import parse_sizes
+from rcvlab.result import Result, jsonable, provenance
+from rcvlab.sizes import MAX_SIZE, check_max_size, parse_sizes
 
 #: PIL filters by name (``--interp``).
-INTERPOLATIONS: dict[str, int] = _RESAMPLE  # the models' own table: one list of filters
-#: The paper's four filters, in its order.
+INTERPOLATIONS: dict[str, int] = RESAMPLE  # the models' own table: one list of filters
+#: The paper's four filters, in its order (§4.1: "bilinear, nearest, bicubic and Lanczos").
 DEFAULT_INTERPS: tuple[str, ...] = ("lanczos", "bilinear", "bicubic", "nearest")
+#: Default square sizes (``--sizes``): paper 000 §4.1 resizes "from 75 to 500 pixels"; a
+#: step of 25 px gives 18 sizes.
+DEFAULT_SIZES = "75:500:25"
+#: Images decoded and run together by default.
+DEFAULT_BATCH_SIZE = 32
 #: Documented minimum input sizes (Keras' InceptionV3 accepts 75 px and up); other networks
 #: are probed with a forward pass of a blank image (:func:`min_input_size`).
 KNOWN_MIN_SIZES: dict[str, int] = {"inception_v3": 75}
-#: Largest square size a sweep accepts (the paper goes to 500 px).
-MAX_SIZE = 4096
-_ARRAY_KEYS = ("ids", "labels", "p", "top1", "top5", "pred")
 
 
 # -- small helpers ----------------------------------------------------------------------
@@ -175,9 +177,11 @@ def min_input_size(
     return hi
 
 
-def _tensor(model: Model, images: Sequence[Image.Image], size: int, interp: str) -> torch.Tensor:
+def resized_batch(
+    model: Model, images: Sequence[Image.Image], size: int, interp: str
+) -> torch.Tensor:
     """Whole images resized to ``size x size`` (no crop) with filter ``interp`` and normalised
-    by the model's own preprocessing: float32 NCHW."""
+    by the model's own preprocessing (its mean and std): float32 NCHW."""
     pre = replace(model.preprocessing, input_size=int(size), interpolation=interp)
     return pre(images, mode="resize")
 
@@ -217,7 +221,7 @@ def class_probabilities(
     (interp,) = parse_interps([interp])
     dev = choose_device(device)
     module = model.module.to(dev).eval()
-    x = _tensor(model, images, int(size), interp)
+    x = resized_batch(model, images, int(size), interp)
     return _softmax(module, x, dev, channels_last).cpu().numpy()
 
 
@@ -240,8 +244,8 @@ def _softmax(
 # -- the result -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ResizeSweepResult:
+@dataclass(frozen=True, eq=False)
+class ResizeSweepResult(Result):
     """Per-image outcomes of a resizing sweep, with summaries and intervals on demand.
 
     The arrays are indexed ``[interp, size, image]`` in the order of ``interps``, ``sizes``
@@ -251,8 +255,6 @@ class ResizeSweepResult:
     ----------
     model, weights : str
         The network (registry name) and its weights (``imagenet``, ``random``, a path).
-    data : str
-        The data source (``filled:cat,...``, ``labels:FILE``, ``synsets:DIR`` ...).
     sizes : tuple of int
     interps : tuple of str
     ids : tuple of str
@@ -271,40 +273,62 @@ class ResizeSweepResult:
         Number of classifier outputs.
     skipped : tuple of Skip
         Unreadable images.
-    command : str
-        The command line (or call) that produced the result.
     meta : dict
-        Device, timing, versions, batch size, weights identifier.
+        Provenance (:func:`rcvlab.result.provenance`): command, versions, seed, the data's
+        fingerprint and source, device, timing, batch size, weights identifier.
     """
+
+    kind: ClassVar[str] = "resize_sweep"
+    frame_columns: ClassVar[tuple[str, ...]] = (
+        "interp",
+        "size",
+        "n",
+        "p_mean",
+        "p_ci95_low",
+        "p_ci95_high",
+        "p_std",
+        "top1",
+        "top1_ci95_low",
+        "top1_ci95_high",
+        "top5",
+        "top5_ci95_low",
+        "top5_ci95_high",
+    )
 
     model: str
     weights: str
-    data: str
     sizes: tuple[int, ...]
     interps: tuple[str, ...]
     ids: tuple[str, ...]
     labels: tuple[tuple[int, ...], ...]
-    p: np.ndarray = field(repr=False, compare=False)
-    top1: np.ndarray = field(repr=False, compare=False)
-    top5: np.ndarray = field(repr=False, compare=False)
-    pred: np.ndarray = field(repr=False, compare=False)
+    p: np.ndarray = field(repr=False)
+    top1: np.ndarray = field(repr=False)
+    top5: np.ndarray = field(repr=False)
+    pred: np.ndarray = field(repr=False)
     input_size: int = 224
     n_outputs: int = 1000
     skipped: tuple[Skip, ...] = ()
-    command: str = ""
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         """Number of (readable) images."""
         return len(self.ids)
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per (interpolation, size): ``n``, ``p_mean`` with its Student-t interval
-        ``p_ci95_low``/``p_ci95_high`` and ``p_std``, and ``top1``/``top5`` with their
-        Wilson intervals (``top5_ci95_low`` ...)."""
-        from rcvlab.probe.stats import mean_ci95
+    @property
+    def data_source(self) -> str:
+        """The data the sweep ran on (``filled:cat,...``, ``labels:FILE`` ...)."""
+        return str(self.meta.get("data_source", ""))
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (interpolation, size).
+
+        Columns: ``interp``, ``size`` (px), ``n`` (images), ``p_mean`` (mean probability of
+        the correct class) with its Student-t 95 % interval ``p_ci95_low`` /
+        ``p_ci95_high`` (clipped to [0, 1]) and ``p_std`` (``ddof=1``); ``top1`` and ``top5``
+        (accuracies) with their Wilson 95 % intervals ``top1_ci95_low`` /
+        ``top1_ci95_high`` and ``top5_ci95_low`` / ``top5_ci95_high``.
+        """
         rows = []
         for a, interp in enumerate(self.interps):
             for b, size in enumerate(self.sizes):
@@ -327,7 +351,7 @@ class ResizeSweepResult:
                     row[k] = n_hit / n if n else math.nan
                     row[f"{k}_ci95_low"], row[f"{k}_ci95_high"] = klo, khi
                 rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=list(self.frame_columns))
 
     def per_image_frame(self) -> pd.DataFrame:
         """The long form: one row per (interpolation, size, image) with ``p``, ``top1``,
@@ -359,21 +383,17 @@ class ResizeSweepResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: metadata, the summary rows and the per-image arrays."""
-        from rcvlab.probe.result import _jsonable
-
-        return _jsonable(
+        """Settings, the peaks and summary rows (for reading, not read back) and the
+        per-image arrays ``p``, ``top1``, ``top5``, ``pred`` as ``[interp][size][image]``."""
+        return jsonable(
             {
-                "kind": "resize_sweep",
                 "model": self.model,
                 "weights": self.weights,
-                "data": self.data,
                 "sizes": list(self.sizes),
                 "interps": list(self.interps),
                 "input_size": self.input_size,
                 "n_outputs": self.n_outputs,
                 "n_images": self.n,
-                "command": self.command,
                 "meta": self.meta,
                 "peaks": {k: {"size": s, "p_mean": p} for k, (s, p) in self.peaks().items()},
                 "summary": self.to_frame().to_dict(orient="records"),
@@ -387,41 +407,25 @@ class ResizeSweepResult:
             }
         )
 
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The ``sweep.json`` text; written atomically to ``path`` if given.
-
-        Metadata and summary rows are indented; the per-image arrays (``ids``, ``labels``,
-        ``p``, ``top1``, ``top5``, ``pred``: ``[interp][size][image]``) take one line each.
-        """
-        d = self.to_dict()
-        arrays = {k: d.pop(k) for k in _ARRAY_KEYS}
-        head = json.dumps(d, indent=2, allow_nan=False)
-        tail = ",\n".join(
-            f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False, separators=(',', ':'))}"
-            for k, v in arrays.items()
-        )
-        text = head[: head.rindex("}")].rstrip() + ",\n" + tail + "\n}"
-        if path is not None:
-            from rcvlab.runio import write_text
-
-            write_text(path, text + "\n")
-        return text
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ResizeSweepResult:
+    def from_dict(cls, d: Mapping[str, Any]) -> ResizeSweepResult:
+        """Rebuild from :meth:`to_dict`; also reads ``sweep.json`` of rcvlab 0.x (``command``
+        and ``data`` beside ``meta``)."""
         shape = (len(d["interps"]), len(d["sizes"]), len(d["ids"]))
 
         def arr(key: str, dtype: Any) -> np.ndarray:
-            a = np.asarray(d[key], dtype=dtype)
-            return a.reshape(shape)
+            return np.asarray(d[key], dtype=dtype).reshape(shape)
 
+        meta = dict(d.get("meta") or {})
+        for old, new in (("command", "command"), ("data", "data_source")):
+            if old in d and new not in meta:  # the layout before the result contract
+                meta[new] = d[old]
         return cls(
-            model=d["model"],
-            weights=d["weights"],
-            data=d["data"],
+            model=str(d["model"]),
+            weights=str(d["weights"]),
             sizes=tuple(int(s) for s in d["sizes"]),
-            interps=tuple(d["interps"]),
-            ids=tuple(d["ids"]),
+            interps=tuple(str(i) for i in d["interps"]),
+            ids=tuple(str(i) for i in d["ids"]),
             labels=tuple(tuple(int(v) for v in lab) for lab in d["labels"]),
             p=arr("p", np.float64),
             top1=arr("top1", bool),
@@ -430,24 +434,8 @@ class ResizeSweepResult:
             input_size=int(d.get("input_size", 224)),
             n_outputs=int(d.get("n_outputs", 1000)),
             skipped=tuple(Skip(s["path"], s["reason"]) for s in d.get("skipped", [])),
-            command=d.get("command", ""),
-            meta=dict(d.get("meta", {})),
+            meta=meta,
         )
-
-    @classmethod
-    def from_json(cls, source: str | os.PathLike[str]) -> ResizeSweepResult:
-        """Read a result from a ``sweep.json`` file (or its text)."""
-        if isinstance(source, str) and source.lstrip().startswith("{"):
-            text = source
-        else:
-            try:
-                text = Path(source).read_text()
-            except OSError as e:
-                raise DataError(f"Cannot read sweep result {source}: {e}") from e
-        try:
-            return cls.from_dict(json.loads(text))
-        except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
-            raise DataError(f"{source} is not a resize-sweep result ({_first_line(e)}).") from e
 
     def to_markdown(self) -> str:
         """``summary.md``: peaks, the value at the smallest and largest size, and per-size
@@ -458,7 +446,7 @@ class ResizeSweepResult:
             return "–" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.3f}, {hi:.3f}]"
 
         lines = [
-            f"# Resizing sweep: {self.model} ({self.weights}) on {self.data}",
+            f"# Resizing sweep: {self.model} ({self.weights}) on {self.data_source}",
             "",
             f"{self.n} images resized as a whole (no crop) to each square size; the network "
             f"was trained at {self.input_size} px. p = mean probability of the correct class "
@@ -495,8 +483,9 @@ class ResizeSweepResult:
                 f"Time: {self.meta['seconds']:.1f} s on {self.meta.get('device', '?')} "
                 f"(batch {self.meta.get('batch_size', '?')})."
             )
-        if self.command:
-            lines.append(f"Command: `{self.command}`")
+        lines.append(f"Seed {self.meta.get('seed')}.")
+        if self.meta.get("command"):
+            lines.append(f"Command: `{self.meta['command']}`")
         return "\n".join(lines) + "\n"
 
 
@@ -528,12 +517,12 @@ def _check_labels(
 def resize_sweep(
     model: Model | str | nn.Module,
     data: ImageSet,
-    sizes: str | Sequence[int] = "75:500:25",
-    interps: str | Sequence[str] = DEFAULT_INTERPS,
     *,
-    weights: str = "imagenet",
+    sizes: str | Sequence[int] = DEFAULT_SIZES,
+    interps: str | Sequence[str] = DEFAULT_INTERPS,
+    weights: str | None = None,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device | None = None,
     channels_last: bool = True,
     strict: bool = False,
@@ -551,13 +540,14 @@ def resize_sweep(
         Images with class indices (:func:`rcvlab.data.filled.class_indices`): ``filled``,
         ``labels:FILE.csv``, ``synsets:DIR`` ...
     sizes : str or sequence of int
-        Square input sizes (:func:`rcvlab.sizes.parse_sizes`: ``"75:500:25"``).
+        Square input sizes (:func:`rcvlab.sizes.parse_sizes`; default
+        :data:`DEFAULT_SIZES`, the paper's 75 to 500 px).
     interps : str or sequence of str
-        Filters (:data:`INTERPOLATIONS`): ``"lanczos,bilinear,bicubic,nearest"``.
-    weights : str
-        Weights when ``model`` is a name.
+        Filters (:data:`INTERPOLATIONS`; default :data:`DEFAULT_INTERPS`).
+    weights : str, optional
+        ``imagenet`` (default), ``random`` or a state-dict path; only with a model name.
     seed : int
-        Seed of random weights when ``model`` is a name.
+        Seed of random weights when ``model`` is a name; recorded in ``meta``.
     batch_size : int
         Images decoded and run together (each image is decoded once and resized to every
         size with every filter while in memory).
@@ -571,7 +561,7 @@ def resize_sweep(
         A rich progress bar, or ``progress(done, total)`` after each batch (in
         image-size-filter evaluations).
     command : str
-        Stored in the result.
+        The command line, recorded in ``meta``.
 
     Returns
     -------
@@ -580,45 +570,47 @@ def resize_sweep(
     Raises
     ------
     RcvlabError
-        Before any image is run: a bad size spec, a size below the smallest input the
-        network runs on (naming the minimum), a network whose output is not logits.
+        Before any image is run: a bad size spec or a size above
+        :data:`rcvlab.sizes.MAX_SIZE`, ``batch_size < 1``, a negative seed, ``weights``
+        with a loaded model, an unknown device, a size below the smallest input the network
+        runs on (naming the minimum), a network whose output is not logits.
     UnknownNameError
-        An unknown interpolation.
+        An unknown interpolation or model.
     DataError
         An image without a class index, or with one beyond the network's outputs (naming
         the image); no readable image; an unreadable image with ``strict``.
     """
-    from rcvlab import __version__
     from rcvlab.data.filled import class_indices
     from rcvlab.features.extract import choose_device
 
     t0 = time.perf_counter()
     size_list = parse_sizes(sizes)
+    check_max_size(size_list)
     interp_list = parse_interps(interps)
-    if batch_size < 1:
-        raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed, 0)
     if not isinstance(data, ImageSet):
         raise RcvlabError(f"data must be an ImageSet (see rcvlab.data.open_data), got {data!r}.")
     if len(data) == 0:
         raise DataError(f"No images in {data.source or 'the data'}.")
     labels = class_indices(data)
     _check_labels(data, labels, None, "")
+    if weights is not None and not isinstance(model, str):
+        raise RcvlabError(
+            f"weights={weights!r} applies to a model name only; this model is loaded with "
+            "its weights already (drop weights, or pass the name)."
+        )
+    dev = choose_device(device)
     if isinstance(model, nn.Module):
         model = load_model(model, input_size=224)
     elif isinstance(model, str):
-        model = load_model(model, weights, seed=seed)
+        model = load_model(model, "imagenet" if weights is None else weights, seed=seed)
 
     # every check that needs the network, before any image is decoded
-    dev = choose_device(device)
     module = model.module.to(dev)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     module.eval()
-    if max(size_list) > MAX_SIZE:
-        raise RcvlabError(
-            f"Size {max(size_list)} px is above {MAX_SIZE} px (the sweep resizes every image to "
-            "every size and runs the whole network on it); lower --sizes."
-        )
     lowest = min_input_size(model, size_list, device=dev, channels_last=channels_last)
     below = [s for s in size_list if s < lowest]
     if below:
@@ -675,7 +667,7 @@ def resize_sweep(
                 mask = mask.to(dev)
 
                 def make(job: tuple[int, int], pil=pil) -> torch.Tensor:
-                    return _tensor(model, pil, size_list[job[1]], interp_list[job[0]])
+                    return resized_batch(model, pil, size_list[job[1]], interp_list[job[0]])
 
                 pending = pool.submit(make, jobs[0])
                 for j, (a, b) in enumerate(jobs):
@@ -708,7 +700,6 @@ def resize_sweep(
     return ResizeSweepResult(
         model=model.name,
         weights=model.weights,
-        data=data.source,
         sizes=tuple(size_list),
         interps=tuple(interp_list),
         ids=tuple(data.ids[i] for i in keep),
@@ -720,27 +711,31 @@ def resize_sweep(
         input_size=int(model.input_size),
         n_outputs=n_out,
         skipped=tuple([*data.skipped, *skipped]),
-        command=command,
-        meta={
-            "device": str(dev),
-            "seconds": round(time.perf_counter() - t0, 2),
-            "batch_size": int(batch_size),
-            "weights_id": model.weights_id,
-            "torch_threads": torch.get_num_threads(),
-            "rcvlab_version": __version__,
-            "torch_version": torch.__version__,
-        },
+        meta=provenance(
+            command=command,
+            seed=int(seed),
+            data=data,
+            device=str(dev),
+            seconds=round(time.perf_counter() - t0, 2),
+            batch_size=int(batch_size),
+            weights_id=model.weights_id,
+            torch_threads=torch.get_num_threads(),
+        ),
     )
 
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_INTERPS",
+    "DEFAULT_SIZES",
     "INTERPOLATIONS",
     "KNOWN_MIN_SIZES",
+    "MAX_SIZE",
     "ResizeSweepResult",
     "class_probabilities",
     "min_input_size",
     "parse_interps",
     "resize_sweep",
+    "resized_batch",
     "wilson_ci95",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -38,13 +38,16 @@ from PIL import Image
 
 from rcvlab.data.base import ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
-from rcvlab.features.extract import _load_batch
+from rcvlab.features.extract import load_batch
 from rcvlab.features.hooks import capture
 from rcvlab.features.pooling import gap
 from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model
 from rcvlab.probe.fit import RCV
 from rcvlab.progress import progress_bar
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; annotations are not evaluated at run time
+    from typing_extensions import Unpack
 
 FloatArray = NDArray[np.float64]
 Images = ImageSet | torch.Tensor | np.ndarray | Sequence[Image.Image | np.ndarray]
@@ -218,6 +221,22 @@ def layer_output_shape(model: Model, layer: str | LayerSpec) -> tuple[int, ...]:
     Raises :class:`RcvlabError` when the layer gives vectors (the logits, or a layer after the
     global pooling) rather than a map.
     """
+    return blank_pass(model, layer)[0]
+
+
+def blank_pass(model: Model, layer: str | LayerSpec) -> tuple[tuple[int, ...], int]:
+    """``(layer shape, number of logits)`` from one blank image at the model's size.
+
+    Checks, in about the time of one image, what a gradient pass would otherwise find only
+    at its first batch: the layer gives a map (not vectors) and is reached, and the network
+    returns ``(n, classes)`` logits.
+
+    Raises
+    ------
+    RcvlabError
+        A layer that gives vectors or is not reached; a network that does not return
+        ``(n, classes)`` logits.
+    """
     spec = layer_spec(model, layer)
     module = model.module
     param = next(module.parameters(), None)
@@ -228,12 +247,15 @@ def layer_output_shape(model: Model, layer: str | LayerSpec) -> tuple[int, ...]:
     module.eval()
     try:
         with shift_hook(module, spec) as hook, torch.inference_mode():
-            module(torch.zeros(1, 3, s, s, device=dev, dtype=dtype))
+            logits = module(torch.zeros(1, 3, s, s, device=dev, dtype=dtype))
     finally:
         module.train(was_training)
     if hook.shape is None:
         raise RcvlabError(f"Layer '{spec.name}' was not reached in the forward pass.")
-    return hook.shape
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise RcvlabError(f"The network must return (n, classes) logits; got {got}.")
+    return hook.shape, int(logits.shape[1])
 
 
 # -- gradients -------------------------------------------------------------------------------
@@ -346,15 +368,27 @@ class GradientPass:
     skipped: dict[int, Skip]
 
 
+class PassOptions(TypedDict, total=False):
+    """Keyword options of :func:`gradient_pass` (and of the functions built on it):
+    ``batch_size`` (16), ``device``, ``resize`` (``"resize"``), ``strict`` (False),
+    ``progress`` (False); see there."""
+
+    batch_size: int
+    device: str | torch.device | None
+    resize: str
+    strict: bool
+    progress: bool | Callable[[int, int], None]
+
+
 def gap_gradient(
     model: Model | nn.Module,
     images: Images,
     layer: str | LayerSpec,
     target_class: int | str,
-    **kwargs: Any,
+    **options: Unpack[PassOptions],
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
     """``(gradients, valid)`` of :func:`gradient_pass` (same parameters)."""
-    p = gradient_pass(model, images, layer, target_class, **kwargs)
+    p = gradient_pass(model, images, layer, target_class, **options)
     return p.gradients, p.valid
 
 
@@ -419,8 +453,10 @@ def gradient_pass(
     spec = layer_spec(model, layer)
     module = model.module if isinstance(model, Model) else model
     k = resolve_target_class(model, target_class)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise RcvlabError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
     if batch_size < 1:
-        raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
+        raise RcvlabError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
     data = _as_images(images)
     tensor_input = isinstance(data, torch.Tensor)
     if not tensor_input and not isinstance(model, Model):
@@ -454,7 +490,7 @@ def gradient_pass(
             if tensor_input:
                 x, ok = data[i0:i1], list(range(i1 - i0))
             else:
-                x, ok, bad = _load_batch(model, data, i0, i1, resize=resize, strict=strict)  # type: ignore[arg-type]
+                x, ok, bad = load_batch(model, data, i0, i1, resize=resize, strict=strict)  # type: ignore[arg-type]
                 skipped.update(bad)
             if x is None:
                 tick(i1 - i0)
@@ -510,12 +546,7 @@ def directional_derivative(
     layer: str | LayerSpec,
     direction: ArrayLike,
     target_class: int | str,
-    *,
-    batch_size: int = 16,
-    device: str | torch.device | None = None,
-    resize: str = "resize",
-    strict: bool = False,
-    progress: bool | Callable[[int, int], None] = False,
+    **options: Unpack[PassOptions],
 ) -> FloatArray:
     """Sensitivity of class ``K``'s logit along ``direction`` at ``layer``, per image.
 
@@ -527,10 +558,13 @@ def directional_derivative(
 
     Parameters
     ----------
-    model, images, layer, target_class, batch_size, device, resize, strict, progress
-        As in :func:`gap_gradient`.
+    model, images, layer, target_class
+        As in :func:`gradient_pass`.
     direction : array_like of shape (d,) or (m, d)
         One direction in the raw GAP feature space of the layer, or ``m`` of them.
+    **options
+        :class:`PassOptions` (``batch_size``, ``device``, ``resize``, ``strict``,
+        ``progress``), as in :func:`gradient_pass`.
 
     Returns
     -------
@@ -545,17 +579,7 @@ def directional_derivative(
     v = np.asarray(direction, dtype=np.float64)
     if v.ndim not in (1, 2) or v.shape[-1] == 0 or not np.all(np.isfinite(v)):
         raise DataError(f"direction must be a finite (d,) or (m, d) array, got shape {v.shape}.")
-    grads, _ = gap_gradient(
-        model,
-        images,
-        layer,
-        target_class,
-        batch_size=batch_size,
-        device=device,
-        resize=resize,
-        strict=strict,
-        progress=progress,
-    )
+    grads, _ = gap_gradient(model, images, layer, target_class, **options)
     if grads.shape[1] != v.shape[-1]:
         raise DataError(
             f"The direction has {v.shape[-1]} components, layer '{layer}' has {grads.shape[1]} "
@@ -566,6 +590,8 @@ def directional_derivative(
 
 __all__ = [
     "GradientPass",
+    "PassOptions",
+    "blank_pass",
     "directional_derivative",
     "gap_gradient",
     "gradient_pass",

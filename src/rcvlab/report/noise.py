@@ -37,18 +37,30 @@ def noise_markdown(result: NoiseSizeResult) -> str:
             f"| {e.layer} | {cell(e.summary('gap'))} | {cell(e.summary('corrected-gap'))} "
             f"| {e.min_positions} |"
         )
-    if result.command:
-        lines += ["", f"Command: `{result.command}`"]
+    command = result.meta.get("command", "")
+    lines += ["", f"Seed {result.seed}."]
+    if command:
+        lines += ["", f"Command: `{command}`"]
     return "\n".join(lines) + "\n"
 
 
 def write_noise_run(out: str | os.PathLike[str], result: NoiseSizeResult) -> dict[str, Path]:
-    """``noise.json``, ``noise.csv``, ``noise.png`` and ``summary.md`` in ``out``."""
+    """``noise.json``, ``noise.csv``, ``noise.png`` and ``summary.md`` in ``out``, each
+    written atomically (:mod:`rcvlab.runio`); the folder must exist.
+
+    ``noise.json`` holds every repetition's R² and every image's width (read back with
+    :meth:`NoiseSizeResult.from_json`); ``noise.csv`` is :meth:`NoiseSizeResult.to_frame`.
+
+    Returns
+    -------
+    dict of str to Path
+        The files written, by name.
+    """
     from rcvlab.viz.noise import plot_noise
 
     out = Path(out)
     files = {k: out / k for k in ("noise.json", "noise.csv", "noise.png", "summary.md")}
-    write_text(files["noise.json"], result.to_json())
+    result.to_json(files["noise.json"])
     write_text(files["noise.csv"], result.to_frame().to_csv(index=False))
     write_text(files["summary.md"], noise_markdown(result))
     write_figure(files["noise.png"], plot_noise(result))

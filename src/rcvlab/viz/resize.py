@@ -58,7 +58,7 @@ def plot_resize_sweep(result: ResizeSweepResult) -> Figure:
     ax_k.set_title("top-5 (solid) and top-1 (dashed) accuracy")
     ax_p.legend(fontsize="small", title="interpolation", title_fontsize="small")
     ax_k.legend(fontsize="x-small", ncol=2)
-    fig.suptitle(f"{result.n} images from {result.data}; {BAND_NOTE}", fontsize="small")
+    fig.suptitle(f"{result.n} images from {result.data_source}; {BAND_NOTE}", fontsize="small")
     return fig
 
 
