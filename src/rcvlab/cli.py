@@ -1,83 +1,33 @@
-"""The ``rcvlab`` command line: thin wrappers around the Python API."""
+"""The ``rcvlab`` command line: each command parses, calls one analysis, writes its run folder.
+
+Shared options are declared once in :mod:`rcvlab.cli_options`; a command lists the ones it
+takes with ``@shared(...)`` and adds its own.
+"""
 
 from __future__ import annotations
 
-import shlex
-import sys
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
-import numpy as np
 
 from rcvlab import __version__
+from rcvlab.analyses import noise as noise_defaults
+from rcvlab.analyses import resize as resize_defaults
+from rcvlab.analyses.relevance import DEFAULT_MEASURES as RELEVANCE_MEASURES
+from rcvlab.analyses.relevance import DEFAULT_REGRESSOR as RELEVANCE_REGRESSOR
+from rcvlab.analyses.relevance import DEFAULT_REPS as RELEVANCE_REPS
+from rcvlab.cli_options import Group, Job, csv_list, friendly, shared
 from rcvlab.errors import RcvlabError
 
-DEFAULT_CACHE = "~/.cache/rcvlab/features"
 
-
-def _command_line() -> str:
-    """The command as typed: its path and every option given on the command line."""
-    ctx = click.get_current_context()
-    parts = ["rcvlab", *ctx.command_path.split()[1:]]
-    for p in ctx.command.params:
-        if ctx.get_parameter_source(p.name) != click.core.ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params[p.name]
-        flag = max(p.opts, key=len) if isinstance(p, click.Option) else ""
-        if isinstance(p, click.Option) and p.is_flag:
-            parts.append(flag if value else (p.secondary_opts or [flag])[0])
-        elif flag:
-            parts += [flag, shlex.quote(str(value))]
-        else:
-            parts.append(shlex.quote(str(value)))
-    return " ".join(parts)
-
-
-def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn rcvlab's own errors into one stderr line (exit 2) and Ctrl-C into a resume hint."""
-
-    @wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except RcvlabError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo(
-                "interrupted: features computed so far are cached; rerun the same "
-                "command to resume.",
-                err=True,
-            )
-            sys.exit(130)
-
-    return wrapper
-
-
-def _csv(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _cache_dir(value: str | None) -> str | None:
-    import os
-
-    if value in ("none", "off", ""):
-        return None
-    return os.path.expanduser(value or os.environ.get("RCVLAB_CACHE", DEFAULT_CACHE))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rcvlab")
 def main() -> None:
     """rcvlab: where inside a pretrained CNN is a continuous concept linearly encoded?"""
 
 
 @main.command()
-@_friendly
+@friendly
 def models() -> None:
     """List the models rcvlab knows by name."""
     from rcvlab.models import available_models
@@ -87,7 +37,7 @@ def models() -> None:
 
 
 @main.command("measures")
-@_friendly
+@friendly
 def measures_cmd() -> None:
     """List the concept measures rcvlab computes from images or nuclei masks."""
     from rcvlab.measures import MEASURES
@@ -102,10 +52,8 @@ def measures_cmd() -> None:
 
 @main.command()
 @click.argument("model")
-@click.option(
-    "--input-size", type=int, default=None, help="Square input size (default: the model's)."
-)
-@_friendly
+@shared("input_size")
+@friendly
 def layers(model: str, input_size: int | None) -> None:
     """List MODEL's probe-able layers with their feature dimension."""
     from rcvlab.features import layer_dims
@@ -123,73 +71,10 @@ def layers(model: str, input_size: int | None) -> None:
     )
 
 
-def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    opts = [
-        click.option(
-            "--measure",
-            default="scale_ratio",
-            show_default=True,
-            help="Concept measure: scale_ratio[_sqrt], a CSV column, or one of `rcvlab measures`.",
-        ),
-        click.option(
-            "--regressor",
-            type=click.Choice(["ols", "ridge", "lasso"]),
-            default="ols",
-            show_default=True,
-        ),
-        click.option(
-            "--alpha",
-            type=float,
-            default=None,
-            help="Ridge/Lasso penalty (scikit-learn's convention); ridge without it "
-            "chooses alpha by leave-one-out on the training split.",
-        ),
-        click.option(
-            "--reps",
-            type=int,
-            default=10,
-            show_default=True,
-            help="Repeated random splits (25 in paper 000).",
-        ),
-        click.option("--test-fraction", type=float, default=0.3, show_default=True),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
-        click.option("--batch-size", type=int, default=32, show_default=True),
-        click.option(
-            "--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)."
-        ),
-        click.option(
-            "--cache-dir",
-            default=None,
-            help=f"Feature cache (default $RCVLAB_CACHE or {DEFAULT_CACHE}; 'none' to disable).",
-        ),
-        click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
 @main.command()
-@click.option("--model", required=True, help="Registry name, or timm:NAME (see `rcvlab models`).")
-@click.option(
-    "--weights",
-    default="imagenet",
-    show_default=True,
-    help="imagenet, random, or a state-dict file.",
-)
-@click.option(
-    "--data",
-    "data_spec",
-    required=True,
-    help="voc:DIR, imagenet:DIR, csv:FILE or scaleset[:CLASS,...].",
-)
-@click.option("--class", "cls", default=None, help="Keep one class (synset or name).")
-@click.option(
-    "--layers",
-    "layer_names",
-    default="all",
-    show_default=True,
-    help="Comma-separated layer names, or all.",
+@shared(
+    "model weights input_size layers data cls n_per_class strict measure",
+    "regressor alpha reps test_fraction seed batch_size device cache_dir out force",
 )
 @click.option(
     "--baselines",
@@ -203,16 +88,6 @@ def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Probe each object class separately and average, or all images together.",
 )
-@click.option("--strict", is_flag=True, help="Stop at the first unreadable image or annotation.")
-@click.option(
-    "--n-per-class",
-    type=int,
-    default=None,
-    help="Images per class of the embedded scale set (scaleset data only; default 300).",
-)
-@click.option(
-    "--input-size", type=int, default=None, help="Square input size (default: the model's own)."
-)
 @click.option(
     "--pooling",
     type=click.Choice(["gap", "corrected-gap", "max"]),
@@ -220,67 +95,44 @@ def _common_probe_options(f: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="corrected-gap averages only positions whose receptive field avoids the padding.",
 )
-@click.option("--out", required=True, help="Run folder to write.")
-@_common_probe_options
-@_friendly
+@click.option(
+    "--min-std",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Floor on a feature's training-split std, relative to the layer's median std "
+    "(e.g. 0.01); off by default, as the papers' standardisation.",
+)
+@friendly
 def probe(
-    model: str,
-    weights: str,
-    data_spec: str,
-    cls: str | None,
-    layer_names: str,
-    baselines: str,
-    per_class: bool,
-    strict: bool,
-    n_per_class: int | None,
-    input_size: int | None,
-    pooling: str,
-    out: str,
-    measure: str,
-    regressor: str,
-    alpha: float | None,
-    reps: int,
-    test_fraction: float,
-    seed: int,
-    batch_size: int,
-    device: str | None,
-    cache_dir: str | None,
-    force: bool,
+    baselines: str, per_class: bool, pooling: str, min_std: float | None, **common: Any
 ) -> None:
     """Profile MODEL layer by layer on DATA with RCVs, against its baselines."""
     from rcvlab.analyses import layer_profile
-    from rcvlab.data import open_data
-    from rcvlab.models import load_model
     from rcvlab.report.run import write_profile_run
-    from rcvlab.runio import prepare_out
 
-    out_dir = prepare_out(out, force=force)
-    extra = {} if n_per_class is None else {"n_per_class": n_per_class}
-    data = open_data(data_spec, cls=cls, strict=strict, **extra)
-    base = [] if baselines.strip().lower() == "none" else _csv(baselines) or []
-    net = load_model(model, weights, seed=seed, input_size=input_size)
+    job = Job(common)
+    base = [] if baselines.strip().lower() == "none" else csv_list(baselines) or []
+    data, net, out = job.data, job.net, job.out
     res = layer_profile(
         net,
         data,
-        measure=measure,
-        layers=layer_names,
+        measure=job["measure"],
+        layers=job["layer_names"],
         baselines=base,
-        regressor=regressor,
-        alpha=alpha,
-        reps=reps,
-        test_fraction=test_fraction,
-        seed=seed,
+        regressor=job["regressor"],
+        alpha=job["alpha"],
+        reps=job["reps"],
+        test_fraction=job["test_fraction"],
+        seed=job["seed"],
         per_class=per_class,
-        batch_size=batch_size,
         pooling=pooling,
-        cache_dir=_cache_dir(cache_dir),
-        device=device,
-        strict=strict,
-        progress=True,
-        command=_command_line(),
+        min_std=min_std,
+        strict=job["strict"],
+        **job.kw,
     )
-    write_profile_run(out_dir, [res])
-    empty = res.extra.get("no_positions")
+    write_profile_run(out, [res])
+    job.finish()
+    empty = res.meta.get("no_positions")
     if empty:
         click.echo(
             f"corrected GAP: no position free of padding in {', '.join(empty)} at "
@@ -289,14 +141,33 @@ def probe(
     best = res.score(res.best_layer)
     click.echo(
         f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
-        f"{best.r2_mean:.3f} ± {best.r2_std:.3f}; wrote {out_dir}/"
+        f"{best.r2_mean:.3f} ± {best.r2_std:.3f} (median {best.r2_median:.3f}); wrote {out}/"
     )
 
 
+def _profile(path: str) -> Any:
+    """A finished run's profile.json."""
+    from rcvlab.probe.result import ProfileResult
+    from rcvlab.runio import check_complete
+
+    check_complete(path)
+    return ProfileResult.from_json(path)
+
+
 @main.command("prune")
-@click.option("--model", default=None, help="Registry name (default: the profile's model).")
-@click.option(
-    "--weights", default=None, help="imagenet, random or a state dict (default: the profile's)."
+@shared(
+    "model weights seed out force",
+    model={
+        "default": None,
+        "required": False,
+        "help": "Registry name (default: the profile's model).",
+    },
+    weights={
+        "default": None,
+        "show_default": False,
+        "help": "imagenet, random or a state dict (default: the profile's, else imagenet).",
+    },
+    out={"help": "File to write the pruned network to (.pt); its folder is created."},
 )
 @click.option("--at", "layer", default=None, help="Layer to prune after (e.g. mixed8, add15).")
 @click.option(
@@ -305,54 +176,42 @@ def probe(
     default=None,
     help="A profile.json: prune its model at its best_layer.",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--out", required=True, help="File to write the pruned network to (.pt).")
-@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
-@_friendly
-def prune_cmd(
-    model: str | None,
-    weights: str | None,
-    layer: str | None,
-    profile: str | None,
-    seed: int,
-    out: str,
-    force: bool,
-) -> None:
+@friendly
+def prune_cmd(layer: str | None, profile: str | None, **common: Any) -> None:
     """Cut a network after one layer (ending in GAP) and save it."""
-    import os
-
-    from rcvlab.errors import OutputExistsError
     from rcvlab.models import load_model
-    from rcvlab.prune import prune, prune_summary
+    from rcvlab.prune import check_prune_layer, prune, prune_summary
+    from rcvlab.runio import check_writable_file
 
+    job = Job(common)
+    model, weights = job["model"], job["weights"]
     if profile is not None:
-        from rcvlab.probe.result import ProfileResult
-
-        prof = ProfileResult.from_json(profile)
-        model = model or prof.model
-        weights = weights or prof.weights
-        layer = layer or prof.best_layer
+        prof = _profile(profile)
+        model, weights, layer = (
+            model or prof.model,
+            weights or prof.weights,
+            layer or prof.best_layer,
+        )
     if model is None or layer is None:
         raise RcvlabError("Give --model and --at, or --from-profile runs/NAME/profile.json.")
-    if os.path.exists(out) and not force:
-        raise OutputExistsError(
-            f"{out} exists; pass --force to overwrite it, or choose another --out."
-        )
-    pm = prune(load_model(model, weights or "imagenet", seed=seed), at=layer)
+    net = load_model(model, weights or "imagenet", seed=job["seed"])
+    check_prune_layer(net, layer)
+    out = check_writable_file(job["out"], force=job["force"])
+    pm = prune(net, at=layer)
     pm.save(out)
+    job.finish()
     click.echo(f"{prune_summary(pm)}; wrote {out}")
 
 
 @main.command("transfer")
-@click.option(
-    "--data",
-    "data_spec",
-    required=True,
-    help="csv:FILE with path, class (magnification), group (source image) and the "
-    "measure or a mask column; or histo for the embedded histology set.",
+@shared(
+    "data model weights strict n_per_class input_size seed batch_size device cache_dir out force",
+    data={
+        "help": "csv:FILE with path, class (magnification), group (source image) and the "
+        "measure or a mask column; folder:DIR / janowczyk:DIR; or histo."
+    },
+    seed={"help": "Seed of the group split and the random-weights twin."},
 )
-@click.option("--model", required=True, help="Registry name, or timm:NAME.")
-@click.option("--weights", default="imagenet", show_default=True)
 @click.option(
     "--variants",
     default="pretrained,scratch",
@@ -365,132 +224,87 @@ def prune_cmd(
     default=None,
     help="Add pruned:<best_layer> of this profile.json to the variants.",
 )
-@click.option("--measure", default="nuclei_area", show_default=True)
-@click.option("--seeds", type=int, default=10, show_default=True)
+@shared("measure", measure="nuclei_area")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Heads trained per variant (one seed each).",
+)
 @click.option(
     "--mode",
     type=click.Choice(["linear", "finetune"]),
     default="linear",
     show_default=True,
-    help="linear: frozen backbone, heads on cached features; finetune: the whole network "
-    "(best epoch by validation MAE saved under checkpoints/).",
+    help="linear: frozen backbone, heads on cached features; finetune: the whole "
+    "network (best epoch by validation MAE saved under checkpoints/).",
 )
-@click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seed of the group split and the random-weights twin.",
-)
-@click.option("--input-size", type=int, default=None)
-@click.option("--device", default=None)
-@click.option("--cache-dir", default=None)
-@click.option("--out", required=True)
-@click.option("--force", is_flag=True)
-@_friendly
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@friendly
 def transfer_cmd(
-    data_spec: str,
-    model: str,
-    weights: str,
-    variants: str,
-    profile: str | None,
-    measure: str,
-    seeds: int,
-    mode: str,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    input_size: int | None,
-    device: str | None,
-    cache_dir: str | None,
-    out: str,
-    force: bool,
+    variants: str, profile: str | None, seeds: int, mode: str, epochs: int, lr: float, **common: Any
 ) -> None:
     """Train single-unit heads per variant and seed; MAE, kappa, Wilcoxon (paper's Table 2)."""
-    from rcvlab.analyses.transfer import transfer
-    from rcvlab.data import open_data
-    from rcvlab.models import load_model
+    from rcvlab.analyses.transfer import parse_variants, transfer
     from rcvlab.report.transfer import write_transfer_run
-    from rcvlab.runio import prepare_out
 
-    out_dir = prepare_out(out, force=force)
-    names = _csv(variants) or []
+    job = Job(common)
+    names = csv_list(variants) or []
     if profile is not None:
-        from rcvlab.probe.result import ProfileResult
-
-        names.append(f"pruned:{ProfileResult.from_json(profile).best_layer}")
-    data = open_data(data_spec)
-    net = load_model(model, weights, seed=seed, input_size=input_size)
+        names.append(f"pruned:{_profile(profile).best_layer}")
+    data, net = job.data, job.net
+    parse_variants(names, net)  # a layer `prune` refuses is refused before any work
+    out = job.out
     res = transfer(
-        data,
         net,
+        data,
         names,
         seeds=seeds,
         mode=mode,
-        measure=measure,
+        measure=job["measure"],
         epochs=epochs,
         lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        cache_dir=_cache_dir(cache_dir),
-        device=device,
-        progress=True,
-        command=_command_line(),
-        checkpoint_dir=out_dir / "checkpoints" if mode == "finetune" else None,
+        seed=job["seed"],
+        strict=job["strict"],
+        checkpoint_dir=out / "checkpoints" if mode == "finetune" else None,
+        **job.kw,
     )
-    write_transfer_run(out_dir, res)
-    s = res.summary_frame()
-    for v, row in s.iterrows():
+    write_transfer_run(out, res)
+    job.finish()
+    for v, row in res.summary_frame().iterrows():
         click.echo(
             f"{v:24s} MAE {row['mae_mean']:.2f} ({row['mae_std']:.2f})  "
             f"kappa {row['kappa_mean']:.3f} ({row['kappa_std']:.3f})"
         )
     click.echo(
-        f"wrote {out_dir}/ (transfer.json, transfer.csv, summary.md, transfer.png, heads.pt)"
+        f"wrote {out}/ (transfer.json, transfer.csv, transfer_by_class.csv, predictions.csv, "
+        "summary.md, transfer.png, heads.pt)"
     )
 
 
-def _data_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--model/--weights/--data/--input-size/--layer options of the one-layer analyses."""
-    opts = [
-        click.option("--model", required=True, help="Registry name, or timm:NAME."),
-        click.option("--weights", default="imagenet", show_default=True),
-        click.option(
-            "--data",
-            "data_spec",
-            required=True,
-            help="voc:DIR, imagenet:DIR, csv:FILE, scaleset[:CLASS,...], histo, folder:DIR.",
-        ),
-        click.option("--layer", required=True, help="One layer name (see `rcvlab layers`)."),
-        click.option("--input-size", type=int, default=None),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
-        click.option("--batch-size", type=int, default=32, show_default=True),
-        click.option("--device", default=None),
-        click.option("--cache-dir", default=None, help="Feature cache ('none' to disable)."),
-        click.option("--out", required=True, help="Run folder to write."),
-        click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+def _one_layer(measure: str = "scale_ratio", cache: bool = True) -> Any:
+    """The shared options of the one-layer analyses (sparsity, alignment, consistency, ...)."""
+    cache_dir = "cache_dir" if cache else ""
+    return shared(
+        "model weights data strict n_per_class layer measure input_size seed batch_size device",
+        f"{cache_dir} out force",
+        measure=measure,
+    )
 
 
 def _alphas(spec: str) -> list[float]:
     """``START:STOP:COUNT`` (evenly spaced, both ends included) or a comma-separated list."""
-    from rcvlab.errors import RcvlabError
+    import numpy as np
 
     try:
         parts = spec.split(":")
         if len(parts) == 3:
             count = int(parts[2])
-            if count < 1:
-                raise ValueError
-            return np.linspace(float(parts[0]), float(parts[1]), count).tolist()
-        if len(parts) == 1:
+            if count >= 1:
+                return np.linspace(float(parts[0]), float(parts[1]), count).tolist()
+        elif len(parts) == 1:
             return [float(v) for v in spec.split(",") if v.strip()]
     except ValueError:
         pass
@@ -500,58 +314,12 @@ def _alphas(spec: str) -> list[float]:
     )
 
 
-def _measure_option(default: str = "scale_ratio_sqrt") -> Callable[..., Any]:
-    return click.option(
-        "--measure",
-        default=default,
-        show_default=True,
-        help="Concept measure (any that `rcvlab probe` accepts).",
-    )
-
-
-class _Job:
-    """What every one-layer analysis command starts from: run folder, data, network."""
-
-    def __init__(
-        self,
-        model: str,
-        weights: str,
-        data_spec: str,
-        layer: str,
-        input_size: int | None,
-        seed: int,
-        batch_size: int,
-        device: str | None,
-        cache_dir: str | None,
-        out: str,
-        force: bool,
-    ) -> None:
-        from rcvlab.data import open_data
-        from rcvlab.models import load_model
-        from rcvlab.runio import prepare_out
-
-        self.data = open_data(data_spec)
-        self.net = load_model(model, weights, seed=seed, input_size=input_size)
-        self.out = prepare_out(out, force=force)
-        self.layer, self.seed = layer, seed
-        self.kw = dict(
-            batch_size=batch_size,
-            cache_dir=_cache_dir(cache_dir),
-            device=device,
-            progress=True,
-            command=_command_line(),
-        )
-
-    def write_skipped(self, meta: dict) -> None:
-        from rcvlab.runio import write_skipped
-
-        skipped = [(s["path"], s["reason"]) for s in meta.get("skipped", [])]
-        write_skipped(self.out / "skipped.csv", skipped)
+def _analysis_kw(job: Job) -> dict[str, Any]:
+    return dict(layer=job["layer"], measure=job["measure"], seed=job["seed"], **job.kw)
 
 
 @main.command("sparsity")
-@_data_options
-@_measure_option()
+@_one_layer()
 @click.option("--train-class", required=True, help="Class the Lasso path is fitted on.")
 @click.option(
     "--test-class",
@@ -560,49 +328,35 @@ class _Job:
     help="Comma-separated other classes to test on (default: every other class).",
 )
 @click.option("--alphas", default="0:0.01:21", show_default=True, help="START:STOP:COUNT or list.")
-@click.option("--reps", type=int, default=10, show_default=True)
-@click.option("--test-fraction", type=float, default=0.5, show_default=True)
-@_friendly
-def sparsity_cmd(
-    measure: str,
-    train_class: str,
-    test_classes: str | None,
-    alphas: str,
-    reps: int,
-    test_fraction: float,
-    **common: Any,
-) -> None:
+@shared("reps", "test_fraction", test_fraction=0.5)
+@friendly
+def sparsity_cmd(train_class: str, test_classes: str | None, alphas: str, **common: Any) -> None:
     """Lasso path at LAYER: non-zero coefficients vs test R², same and other classes."""
-    import pandas as pd
-
-    from rcvlab.analyses.sparsity import sparsity_on_data
+    from rcvlab.analyses import sparsity
     from rcvlab.report.encoding import write_sparsity_run
 
     alpha_list = _alphas(alphas)
-    job = _Job(**common)
-    res = sparsity_on_data(
-        job.net,
-        job.data,
-        job.layer,
-        measure,
-        train_class,
-        _csv(test_classes),
-        alpha_list,
-        reps,
-        job.seed,
-        test_fraction=test_fraction,
-        **job.kw,
+    job = Job(common)
+    data, net, out = job.data, job.net, job.out
+    res = sparsity(
+        net,
+        data,
+        train_class=train_class,
+        test_classes=csv_list(test_classes),
+        alphas=alpha_list,
+        reps=job["reps"],
+        test_fraction=job["test_fraction"],
+        **_analysis_kw(job),
     )
-    files = write_sparsity_run(job.out, res)
-    job.write_skipped(res.meta)
-    table = pd.read_csv(files["cross_class.csv"])
-    click.echo(table.to_string(index=False, float_format="%.3f"))
-    click.echo(f"wrote {job.out}/ (sparsity.csv/json/png, cross_class.csv, summary.md)")
+    write_sparsity_run(out, res)
+    job.write_skipped(res.meta.get("skipped", []))
+    job.finish()
+    click.echo(res.cross_class_table().to_string(index=False, float_format="%.3f"))
+    click.echo(f"wrote {out}/ (sparsity.csv/json/png, cross_class.csv, summary.md)")
 
 
 @main.command("alignment")
-@_data_options
-@_measure_option()
+@_one_layer()
 @click.option("--train-class", default=None, help="Class to fit on (default: the first).")
 @click.option(
     "--alpha",
@@ -611,40 +365,29 @@ def sparsity_cmd(
     show_default=True,
     help="Lasso penalty (> 0; the plain fit is always included).",
 )
-@click.option("--max-dims", type=int, default=200, show_default=True)
-@_friendly
-def alignment_cmd(
-    measure: str, train_class: str | None, alpha: float, max_dims: int, **common: Any
-) -> None:
+@click.option("--max-dims", type=click.IntRange(min=1), default=200, show_default=True)
+@friendly
+def alignment_cmd(train_class: str | None, alpha: float, max_dims: int, **common: Any) -> None:
     """Cumulative norm of the plain and the Lasso RCV over its largest components."""
-    from rcvlab.analyses.alignment import alignment_on_data
+    from rcvlab.analyses import alignment
     from rcvlab.report.encoding import write_alignment_run
 
-    job = _Job(**common)
-    res = alignment_on_data(
-        job.net,
-        job.data,
-        job.layer,
-        measure,
-        train_class,
-        alpha=alpha,
-        max_dims=max_dims,
-        seed=job.seed,
-        **job.kw,
+    job = Job(common)
+    data, net, out = job.data, job.net, job.out
+    res = alignment(
+        net, data, train_class=train_class, alpha=alpha, max_dims=max_dims, **_analysis_kw(job)
     )
-    write_alignment_run(job.out, res)
-    job.write_skipped(res[0].meta)
-    for r in res:
-        click.echo(
-            f"{r.regressor:6s} non-zero {r.n_nonzero:5d}  maps for 90 % of the norm: "
-            f"{r.dims_for(0.9) if r.defined else '– (the RCV is zero)'}"
-        )
-    click.echo(f"wrote {job.out}/ (alignment.csv/json/png, summary.md)")
+    write_alignment_run(out, res)
+    job.write_skipped(res.meta.get("skipped", []))
+    job.finish()
+    for c in res.curves:
+        n90 = c.dims_for(0.9) if c.defined else "– (the RCV is zero)"
+        click.echo(f"{c.regressor:6s} non-zero {c.n_nonzero:5d}  maps for 90 % of the norm: {n90}")
+    click.echo(f"wrote {out}/ (alignment.csv/json/png, summary.md)")
 
 
 @main.command("consistency")
-@_data_options
-@_measure_option()
+@_one_layer()
 @click.option("--classes", default=None, help="Comma-separated classes (default: all).")
 @click.option(
     "--alpha",
@@ -653,154 +396,117 @@ def alignment_cmd(
     show_default=True,
     help="Lasso penalty (> 0; the plain fit is always included).",
 )
-@click.option("--reps", type=int, default=10, show_default=True)
-@_friendly
-def consistency_cmd(
-    measure: str, classes: str | None, alpha: float, reps: int, **common: Any
-) -> None:
+@shared("reps")
+@friendly
+def consistency_cmd(classes: str | None, alpha: float, **common: Any) -> None:
     """Angles between RCVs of disjoint splits, of different classes and of shuffled measures."""
-    from rcvlab.analyses.consistency import consistency_on_data
+    from rcvlab.analyses import consistency
     from rcvlab.report.encoding import write_consistency_run
 
-    job = _Job(**common)
-    res = consistency_on_data(
-        job.net, job.data, job.layer, measure, _csv(classes), reps, job.seed, alpha, **job.kw
+    job = Job(common)
+    data, net, out = job.data, job.net, job.out
+    res = consistency(
+        net, data, classes=csv_list(classes), reps=job["reps"], alpha=alpha, **_analysis_kw(job)
     )
-    write_consistency_run(job.out, res)
-    job.write_skipped(res.meta)
+    write_consistency_run(out, res)
+    job.write_skipped(res.meta.get("skipped", []))
+    job.finish()
     cols = ["a", "b", "regressor", "angle_mean", "angle_std", "cos_mean", "cos_std"]
     click.echo(res.to_frame()[cols].to_string(index=False, float_format="%.3f"))
-    click.echo(f"wrote {job.out}/ (consistency.csv/json/png, summary.md)")
+    click.echo(f"wrote {out}/ (consistency.csv/json/png, summary.md)")
 
 
 @main.command("relevance")
-@_data_options
-@click.option(
-    "--measure",
-    "measure_names",
-    default="scale_ratio",
-    show_default=True,
-    help="Comma-separated concept measures (any that `rcvlab probe` accepts).",
-)
+@_one_layer(measure=",".join(RELEVANCE_MEASURES), cache=False)
 @click.option(
     "--target-class", required=True, help="Class whose logit is differentiated (index or name)."
 )
-@click.option(
-    "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ridge", show_default=True
+@shared(
+    "regressor alpha reps",
+    regressor=RELEVANCE_REGRESSOR,
+    reps=RELEVANCE_REPS,
 )
-@click.option("--alpha", type=float, default=None)
-@click.option("--reps", type=int, default=10, show_default=True)
-@_friendly
-def relevance_cmd(
-    measure_names: str,
-    target_class: str,
-    regressor: str,
-    alpha: float | None,
-    reps: int,
-    **common: Any,
-) -> None:
-    """Sensitivity of a class logit along the RCV at LAYER, and the relevance score Br."""
-    from rcvlab.analyses.relevance import relevance
+@friendly
+def relevance_cmd(target_class: str, **common: Any) -> None:
+    """Sensitivity of a class logit along the RCV at LAYER, and the relevance score Br.
+
+    --measure takes a comma-separated list. Features and gradients come from one pass, so
+    there is no feature cache to read.
+    """
+    from rcvlab.analyses import relevance
     from rcvlab.report.relevance import write_relevance_run
 
-    job = _Job(**common)
+    job = Job(common)
+    data, net, out = job.data, job.net, job.out
+    kw = _analysis_kw(job)
+    measures = csv_list(kw.pop("measure")) or []
     res = relevance(
-        job.net,
-        job.data,
-        job.layer,
-        _csv(measure_names) or [],
-        target_class,
-        regressor=regressor,
-        alpha=alpha,
-        reps=reps,
-        seed=job.seed,
-        # one pass gives features and gradients: nothing to read from a feature cache
-        **{k: v for k, v in job.kw.items() if k != "cache_dir"},
+        net,
+        data,
+        measures=measures,
+        target_class=target_class,
+        regressor=job["regressor"],
+        alpha=job["alpha"],
+        reps=job["reps"],
+        **kw,
     )
-    write_relevance_run(job.out, res)
-    job.write_skipped(res.data)
+    write_relevance_run(out, res)
+    job.finish()
     for _, row in res.to_frame().iterrows():
         click.echo(
             f"{row['measure']:20s} R² {row['r2_mean']:.3f}  mean S {row['sens_mean']:+.4g}  "
             f"Br {row['br']:+.3f}"
         )
-    click.echo(f"wrote {job.out}/ (relevance.csv, relevance.json, summary.md, relevance.png)")
+    click.echo(f"wrote {out}/ (relevance.csv, relevance.json, summary.md, relevance.png)")
 
 
 @main.command("resize-sweep")
-@click.option("--model", required=True, help="Registry name, or timm:NAME.")
-@click.option("--weights", default="imagenet", show_default=True)
-@click.option(
-    "--data",
-    "data_spec",
-    default="filled",
-    show_default=True,
-    help="Filled images with ImageNet labels: filled[:CLASS,...], labels:FILE.csv, synsets:DIR.",
+@shared(
+    "model weights data n_per_class strict seed batch_size device out force",
+    batch_size=resize_defaults.DEFAULT_BATCH_SIZE,
+    data={
+        "default": "filled",
+        "required": False,
+        "show_default": True,
+        "help": "Filled images with ImageNet labels: filled[:CLASS,...], labels:FILE.csv, "
+        "synsets:DIR.",
+    },
 )
 @click.option(
     "--sizes",
-    default="75:500:25",
+    default=resize_defaults.DEFAULT_SIZES,
     show_default=True,
     help="Square sizes: START:STOP[:STEP] or a list such as 224,299.",
 )
 @click.option(
     "--interp",
     "interps",
-    default="lanczos,bilinear,bicubic,nearest",
+    default=",".join(resize_defaults.DEFAULT_INTERPS),
     show_default=True,
     help="Comma-separated PIL filters.",
 )
-@click.option(
-    "--n-per-class", type=int, default=None, help="Embedded filled set only (default 25)."
-)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--device", default=None)
-@click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
-@click.option("--out", required=True, help="Run folder to write.")
-@click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
-@_friendly
-def resize_sweep_cmd(
-    model: str,
-    weights: str,
-    data_spec: str,
-    sizes: str,
-    interps: str,
-    n_per_class: int | None,
-    seed: int,
-    batch_size: int,
-    device: str | None,
-    strict: bool,
-    out: str,
-    force: bool,
-) -> None:
+@friendly
+def resize_sweep_cmd(sizes: str, interps: str, **common: Any) -> None:
     """Probability of the correct class and top-5 accuracy per input size and filter."""
     from rcvlab.analyses.resize import parse_interps, resize_sweep
-    from rcvlab.data import open_data
     from rcvlab.report.resize import write_resize_run
-    from rcvlab.runio import prepare_out
     from rcvlab.sizes import parse_sizes
 
     size_list, interp_list = parse_sizes(sizes), parse_interps(interps)
-    extra = {} if n_per_class is None else {"n_per_class": n_per_class}
-    if data_spec.split(":")[0].lower() == "filled":
-        extra["seed"] = seed
-    data = open_data(data_spec, strict=strict, **extra)
-    out_dir = prepare_out(out, force=force)
+    job = Job(common)
+    data, out = job.data, job.out
     res = resize_sweep(
-        model,
+        job["model"],
         data,
-        size_list,
-        interp_list,
-        weights=weights,
-        seed=seed,
-        batch_size=batch_size,
-        device=device,
-        strict=strict,
-        progress=True,
-        command=_command_line(),
+        sizes=size_list,
+        interps=interp_list,
+        weights=job["weights"],
+        seed=job["seed"],
+        strict=job["strict"],
+        **job.kw,
     )
-    write_resize_run(out_dir, res)
+    write_resize_run(out, res)
+    job.finish()
     frame = res.to_frame()
     for interp, g in frame.groupby("interp", sort=False):
         best = g.loc[g.p_mean.idxmax()]
@@ -809,98 +515,102 @@ def resize_sweep_cmd(
             f"p at {int(g['size'].min())} px {g.p_mean.iloc[0]:.3f}, "
             f"at {int(g['size'].max())} px {g.p_mean.iloc[-1]:.3f}"
         )
-    click.echo(f"wrote {out_dir}/ (sweep.csv, sweep.json, sweep.png, summary.md)")
+    click.echo(f"wrote {out}/ (sweep.csv, sweep.json, sweep.png, summary.md)")
 
 
 @main.command("noise-size")
-@click.option("--model", required=True, help="Registry name, or timm:NAME.")
-@click.option("--weights", default="imagenet", show_default=True, help="imagenet or random.")
+@shared(
+    "model weights layers regressor alpha reps seed batch_size device out force",
+    weights={"help": "imagenet, random or a state-dict file."},
+    regressor=noise_defaults.DEFAULT_REGRESSOR,
+    reps=noise_defaults.DEFAULT_REPS,
+    batch_size=noise_defaults.DEFAULT_BATCH_SIZE,
+)
 @click.option(
     "--sizes",
-    default="150:500",
+    default=noise_defaults.DEFAULT_SIZES,
     show_default=True,
-    help="Square widths: START:STOP[:STEP] (step 25) or a list such as 150,299,500.",
+    help="Square widths: START:STOP[:STEP] (step 25 when left out) or a list such as 150,299.",
 )
-@click.option("--train", "n_train", type=int, default=5, show_default=True)
-@click.option("--test", "n_test", type=int, default=20, show_default=True)
-@click.option("--reps", type=int, default=10, show_default=True)
-@click.option("--layers", "layer_names", default="all", show_default=True)
 @click.option(
-    "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ols", show_default=True
+    "--train",
+    "n_train",
+    type=click.IntRange(min=2),
+    default=noise_defaults.DEFAULT_N_TRAIN,
+    show_default=True,
 )
-@click.option("--alpha", type=float, default=None)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--device", default=None)
-@click.option("--out", required=True, help="Run folder to write.")
-@click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
-@_friendly
-def noise_size_cmd(
-    model: str,
-    weights: str,
-    sizes: str,
-    n_train: int,
-    n_test: int,
-    reps: int,
-    layer_names: str,
-    regressor: str,
-    alpha: float | None,
-    seed: int,
-    batch_size: int,
-    device: str | None,
-    out: str,
-    force: bool,
-) -> None:
+@click.option(
+    "--test",
+    "n_test",
+    type=click.IntRange(min=2),
+    default=noise_defaults.DEFAULT_N_TEST,
+    show_default=True,
+)
+@friendly
+def noise_size_cmd(sizes: str, n_train: int, n_test: int, **common: Any) -> None:
     """Regress the width of white-noise images per layer, with regular and corrected GAP."""
-    from rcvlab.analyses.noise import noise_size
+    from rcvlab.analyses.noise import check_noise_options, noise_size
     from rcvlab.report.noise import write_noise_run
-    from rcvlab.runio import prepare_out
     from rcvlab.sizes import parse_sizes
 
-    size_list = parse_sizes(sizes)
-    out_dir = prepare_out(out, force=force)
-    res = noise_size(
-        model,
-        weights=weights,
-        sizes=size_list,
+    job = Job(common)
+    kw = dict(
+        sizes=parse_sizes(sizes),
         n_train=n_train,
         n_test=n_test,
-        reps=reps,
-        layers=layer_names,
-        regressor=regressor,
-        alpha=alpha,
-        seed=seed,
-        batch_size=batch_size,
-        device=device,
-        progress=True,
-        command=_command_line(),
+        reps=job["reps"],
+        regressor=job["regressor"],
+        alpha=job["alpha"],
+        seed=job["seed"],
     )
-    write_noise_run(out_dir, res)
+    check_noise_options(**kw, batch_size=job["batch_size"])
+    out = job.out
+    res = noise_size(
+        job["model"], weights=job["weights"], layers=job["layer_names"], **kw, **job.kw
+    )
+    write_noise_run(out, res)
+    job.finish()
     for e in res.layers:
         g, c = e.summary("gap"), e.summary("corrected-gap")
         cor = "no positions" if c["r2_mean"] is None else f"{c['r2_mean']:.3f}"
         click.echo(f"{e.layer:14s} regular GAP R² {g['r2_mean']:.3f}   corrected GAP {cor}")
-    click.echo(f"wrote {out_dir}/ (noise.json, noise.csv, noise.png, summary.md)")
+    click.echo(f"wrote {out}/ (noise.json, noise.csv, noise.png, summary.md)")
 
 
 @main.command()
-@click.option("--out", default=None, help="Run folder (default runs/demo, or runs/demo-histo).")
-@click.option(
-    "--models", "model_names", default="efficientnet_lite0,mobilenet_v2", show_default=True
+@shared(
+    "out n_per_class reps regressor seed cache_dir force",
+    out={
+        "default": None,
+        "required": False,
+        "help": "Run folder (default runs/demo, or runs/demo-histo).",
+    },
+    n_per_class={
+        "default": 300,
+        "show_default": True,
+        "help": "Images per class of the embedded scale set.",
+    },
+    regressor="ridge",
 )
-@click.option("--n-per-class", type=int, default=300, show_default=True)
-@click.option("--reps", type=int, default=10, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
-    "--regressor", type=click.Choice(["ols", "ridge", "lasso"]), default="ridge", show_default=True
+    "--models",
+    "model_names",
+    default="efficientnet_lite0,mobilenet_v2",
+    show_default=True,
+    help="Comma-separated networks (profiled one after another).",
 )
-@click.option("--cache-dir", default=None, help="Feature cache ('none' to disable).")
-@click.option("--force", is_flag=True, help="Overwrite files in an existing --out folder.")
+@click.option(
+    "--min-std",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Guard of the per-feature standardisation (see `rcvlab probe --help`).",
+)
 @click.option(
     "--histo",
     is_flag=True,
-    help="Run the whole chain instead: profile -> best layer -> prune -> transfer (linear, 5 "
-    "seeds) on the embedded histology set (default --out runs/demo-histo).",
+    help="Run the whole chain instead: profile -> best layer -> prune -> transfer "
+    "(linear, 5 seeds) on the embedded histology set, for every --models network "
+    "(default --out runs/demo-histo).",
 )
 @click.option(
     "--from-profile",
@@ -908,56 +618,48 @@ def noise_size_cmd(
     default=None,
     help="With --histo: take the best layer from this profile.json.",
 )
-@_friendly
+@friendly
 def demo(
-    out: str | None,
-    model_names: str,
-    n_per_class: int,
-    reps: int,
-    seed: int,
-    regressor: str,
-    cache_dir: str | None,
-    force: bool,
-    histo: bool,
-    profile: str | None,
+    model_names: str, min_std: float | None, histo: bool, profile: str | None, **common: Any
 ) -> None:
     """Profile ImageNet-pretrained nets on the embedded scale set (offline); with --histo,
     the whole chain through pruning and transfer to the embedded histology set."""
-    if histo:
-        from rcvlab.analyses.demo import run_histo_demo
+    from rcvlab.pipelines.demo import run_demo
+    from rcvlab.pipelines.histo import run_histo_demo
 
-        out = out or "runs/demo-histo"
-        run_histo_demo(
-            out,
-            model=(_csv(model_names) or ["efficientnet_lite0"])[0],
-            profile=profile,
-            n_per_class=n_per_class,
-            seed=seed,
-            cache_dir=_cache_dir(cache_dir),
-            force=force,
-            command=_command_line(),
-            echo=click.echo,
-        )
-        click.echo(f"wrote {out}/ (report.html, transfer.json, summary.md, pruned.pt, ...)")
-        return
-    from rcvlab.analyses.demo import run_demo
-
-    out = out or "runs/demo"
-    res = run_demo(
-        out,
-        models=_csv(model_names) or [],
-        n_per_class=n_per_class,
-        reps=reps,
-        seed=seed,
-        regressor=regressor,
-        cache_dir=_cache_dir(cache_dir),
-        force=force,
-        command=_command_line(),
+    job = Job(common)
+    models = csv_list(model_names) or []
+    if not models:
+        raise RcvlabError("--models is empty; give at least one network, e.g. mobilenet_v2.")
+    if profile is not None and not histo:
+        raise RcvlabError("--from-profile goes with --histo (it picks the pruning layer).")
+    kw = dict(
+        models=models,
+        n_per_class=job["n_per_class"],
+        reps=job["reps"],
+        seed=job["seed"],
+        regressor=job["regressor"],
+        min_std=min_std,
+        cache_dir=job.cache,
+        force=job["force"],
+        command=job.command,
         echo=click.echo,
     )
+    if histo:
+        out = job["out"] or "runs/demo-histo"
+        run_histo_demo(out, profile=profile, **kw)
+        job.finish()
+        click.echo(
+            f"wrote {out}/ (report.html, histo_chain.json; per network {out}/<model>/ with "
+            "profile.json, pruned.pt and the transfer files)"
+        )
+        return
+    out = job["out"] or "runs/demo"
+    res = run_demo(out, **kw)
+    job.finish()
     click.echo(
         f"wrote {out}/ (report.html, profile.json, profile.csv, profile.png); "
-        f"best layer of {res[0].model}: {res[0].best_layer}"
+        f"best layer of {res.profiles[0].model}: {res.profiles[0].best_layer}"
     )
 
 

@@ -5,33 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-from PIL import Image
 
 from rcvlab.cli import main
 
 NET = ["--model", "mobilenet_v2", "--weights", "random", "--input-size", "64"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli_data")
-    rng = np.random.default_rng(0)
-    rows = []
-    for cls, colour in (("red", (200, 40, 40)), ("blue", (40, 40, 200))):
-        for i in range(24):
-            side = int(rng.integers(8, 60))
-            img = rng.integers(0, 60, (64, 64, 3)).astype(np.uint8)
-            img[:side, :side] = colour
-            Image.fromarray(img).save(d / f"{cls}{i}.png")
-            rows.append({"path": f"{cls}{i}.png", "class": cls, "area": side * side / 64**2})
-    pd.DataFrame(rows).to_csv(d / "data.csv", index=False)
-    return f"csv:{d / 'data.csv'}"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def _ok(r):
@@ -117,8 +94,6 @@ def test_relevance_and_noise(runner, data, tmp_path):
             "3",
             "--reps",
             "2",
-            "--cache-dir",
-            "none",
             "--out",
             str(out),
         ],
@@ -171,6 +146,7 @@ def test_relevance_and_noise(runner, data, tmp_path):
 def test_bad_input_is_one_line(runner, data, tmp_path, args, needle):
     cmd, *rest = args
     layer = [] if "--layer" in rest else ["--layer", "features.4"]
+    cache = [] if cmd == "relevance" else ["--cache-dir", "none"]  # relevance reads no cache
     r = runner.invoke(
         main,
         [
@@ -182,8 +158,7 @@ def test_bad_input_is_one_line(runner, data, tmp_path, args, needle):
             "--measure",
             "area",
             *rest,
-            "--cache-dir",
-            "none",
+            *cache,
             "--out",
             str(tmp_path / "x"),
         ],

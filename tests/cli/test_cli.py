@@ -3,15 +3,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from rcvlab.cli import main
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def test_help_lists_all_commands(runner):
@@ -86,7 +80,7 @@ def test_probe_end_to_end_on_a_csv(runner, tmp_path):
     ]
     assert set(prof["profiles"]) == {"model", "random", "shuffled"}
     assert all(len(x["r2"]) == 3 for x in prof["profiles"]["model"])
-    assert prof["command"].startswith("rcvlab probe --model timm:resnet10t")
+    assert prof["meta"]["command"].startswith("rcvlab probe --model timm:resnet10t")
     for f in ("profile.csv", "profile.png", "report.html", "skipped.csv"):
         assert (out / f).exists()
     r2 = runner.invoke(main, args)

@@ -1,15 +1,24 @@
-"""The offline demo: the embedded scale set through two ImageNet-pretrained networks."""
+"""The offline demo: the embedded scale set through ImageNet-pretrained networks."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+import pandas as pd
+
+from rcvlab.analyses.alignment import AlignmentResult
+from rcvlab.analyses.consistency import ConsistencyResult
 from rcvlab.analyses.profile import layer_profile
+from rcvlab.analyses.sparsity import SparsityResult
 from rcvlab.probe.result import ProfileResult
-from rcvlab.report.run import write_profile_run
-from rcvlab.runio import prepare_out
+from rcvlab.report.run import profiles_frame, write_profile_run
+from rcvlab.result import Result, provenance
+from rcvlab.runio import finish_run, prepare_out
 
 DEMO_NOTES = (
     "Data: the embedded scale set — real photographs shipped with scikit-image and "
@@ -24,6 +33,67 @@ DEMO_NOTES = (
 )
 
 
+@dataclass(frozen=True)
+class DemoResult(Result):
+    """What ``rcvlab demo`` computed: one profile per network and the encoding analyses.
+
+    Attributes
+    ----------
+    profiles : tuple of ProfileResult
+        One per network, in the order given (the first is ``profile.json``).
+    sparsity, alignment, consistency : result or None
+        The encoding analyses at the first network's best layer (None without ``encoding``).
+    meta : dict
+        Provenance (:func:`rcvlab.result.provenance`).
+
+    ``to_frame()`` is ``profile.csv``: the columns ``model``, ``weights`` and those of
+    :meth:`ProfileResult.to_frame` (``profile``, ``layer_index``, ``layer``, ``dim``,
+    ``r2_mean``, ``r2_median``, ``r2_std``, ``r2_ci95_low``, ``r2_ci95_high``,
+    ``r2_norm_mean``, ``n_reps``, ``n_constant``, ``n_floored``), one row per network,
+    profile and layer.
+    """
+
+    kind: ClassVar[str] = "demo"
+    frame_columns: ClassVar[tuple[str, ...]] = ("model", "weights", *ProfileResult.frame_columns)
+
+    profiles: tuple[ProfileResult, ...]
+    sparsity: SparsityResult | None = None
+    alignment: AlignmentResult | None = None
+    consistency: ConsistencyResult | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every network's profile table with ``model`` and ``weights`` columns in front."""
+        return profiles_frame(self.profiles)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profiles and the encoding results, each in its own JSON layout."""
+        parts = {
+            "sparsity": self.sparsity,
+            "alignment": self.alignment,
+            "consistency": self.consistency,
+        }
+        return {
+            "profiles": [p.to_dict() for p in self.profiles],
+            **{k: None if v is None else v.to_dict() for k, v in parts.items()},
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DemoResult:
+        """Rebuild from :meth:`to_dict`."""
+        kinds = {
+            "sparsity": SparsityResult,
+            "alignment": AlignmentResult,
+            "consistency": ConsistencyResult,
+        }
+        return cls(
+            profiles=tuple(ProfileResult.from_dict(p) for p in d["profiles"]),
+            **{k: None if d.get(k) is None else c.from_dict(d[k]) for k, c in kinds.items()},
+            meta=dict(d.get("meta", {})),
+        )
+
+
 def run_demo(
     out: str | os.PathLike[str] = "runs/demo",
     *,
@@ -32,29 +102,30 @@ def run_demo(
     reps: int = 10,
     seed: int = 0,
     regressor: str = "ridge",
+    min_std: float | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
     command: str = "",
     echo: Callable[[str], None] = print,
     progress: bool = True,
     encoding: bool = True,
-) -> list[ProfileResult]:
+) -> DemoResult:
     """Profile each of ``models`` (ImageNet weights) on the embedded scale set and write the run.
 
     With ``encoding`` the report gains a section on how scale is encoded at the first
     model's best layer (paper 001): the Lasso path within and across classes, the alignment
     of the plain and the Lasso RCV, and the angles between RCVs (:func:`encoding_demo`; its
-    files go to ``out/encoding/``).
+    files go to ``out/encoding/``). The run folder gets ``demo.json`` (the
+    :class:`DemoResult`) and is marked complete in ``run.json`` at its end.
 
     Returns
     -------
-    list of ProfileResult
-        One per model, in the order given (the first is ``profile.json``).
+    DemoResult
     """
-    import tempfile
-
     from rcvlab.data.scaleset import scaleset
 
+    if not models:
+        raise ValueError("models is empty")
     if cache_dir is None and encoding:
         # the encoding section reads the profile's features back: without a cache they
         # would be extracted twice
@@ -66,6 +137,7 @@ def run_demo(
                 reps=reps,
                 seed=seed,
                 regressor=regressor,
+                min_std=min_std,
                 cache_dir=tmp,
                 force=force,
                 command=command,
@@ -73,7 +145,7 @@ def run_demo(
                 progress=progress,
                 encoding=encoding,
             )
-    out_dir = prepare_out(out, force=force)
+    out_dir = prepare_out(out, force=force, command=command)
     data = scaleset(n_per_class=n_per_class, seed=seed)
     echo(f"embedded scale set: {len(data)} images, classes {sorted(set(data.classes.tolist()))}")
     results = []
@@ -86,6 +158,7 @@ def run_demo(
             regressor=regressor,
             reps=reps,
             seed=seed,
+            min_std=min_std,
             cache_dir=cache_dir,
             progress=progress,
             command=command,
@@ -93,15 +166,22 @@ def run_demo(
         best = res.score(res.best_layer)
         rnd = max(s.r2_mean for s in res.profiles["random"])
         echo(
-            f"{name}: best layer {res.best_layer} R² {best.r2_mean:.3f}; random-weights peak "
-            f"{rnd:.3f} ({time.perf_counter() - t0:.0f} s)"
+            f"{name}: best layer {res.best_layer} R² {best.r2_mean:.3f} (median "
+            f"{best.r2_median:.3f}); random-weights peak {rnd:.3f} "
+            f"({time.perf_counter() - t0:.0f} s)"
         )
         results.append(res)
-    sections = []
-    if encoding and results:
+    sections, enc = [], {}
+    if encoding:
         t0 = time.perf_counter()
-        section = encoding_demo(
-            results[0], data, out_dir / "encoding", reps=reps, seed=seed, cache_dir=cache_dir
+        section, enc = encoding_demo(
+            results[0],
+            data,
+            out_dir / "encoding",
+            reps=reps,
+            seed=seed,
+            cache_dir=cache_dir,
+            command=command,
         )
         sections.append(section)
         echo(f"encoding at {results[0].best_layer}: ({time.perf_counter() - t0:.0f} s)")
@@ -112,7 +192,23 @@ def run_demo(
         notes=DEMO_NOTES,
         sections=sections,
     )
-    return results
+    demo = DemoResult(
+        profiles=tuple(results),
+        **enc,
+        meta=provenance(
+            command=command,
+            seed=seed,
+            data=data,
+            models=list(models),
+            n_per_class=n_per_class,
+            reps=reps,
+            regressor=regressor,
+            min_std=min_std,
+        ),
+    )
+    demo.to_json(out_dir / "demo.json")
+    finish_run(out_dir)
+    return demo
 
 
 def encoding_demo(
@@ -124,8 +220,11 @@ def encoding_demo(
     seed: int = 0,
     alpha: float = 0.001,
     cache_dir: str | os.PathLike[str] | None = None,
-) -> str:
-    """Sparsity, alignment and consistency at the profile's best layer; returns HTML.
+    command: str = "",
+) -> tuple[str, dict[str, Result]]:
+    """Sparsity, alignment and consistency at the profile's best layer.
+
+    Returns the HTML section and ``{"sparsity": ..., "alignment": ..., "consistency": ...}``.
 
     Features are those of the profile (read from the cache when ``cache_dir`` is the one the
     profile used). The Lasso path (alpha 0 … 0.01, 21 values) is fitted on the first class
@@ -135,11 +234,10 @@ def encoding_demo(
     """
     from pathlib import Path
 
-    import numpy as np
-
-    from rcvlab.analyses.alignment import alignment
-    from rcvlab.analyses.consistency import consistency
-    from rcvlab.analyses.sparsity import features_by_class, sparsity
+    from rcvlab.analyses.alignment import alignment_from_arrays
+    from rcvlab.analyses.common import features_by_class
+    from rcvlab.analyses.consistency import consistency_from_arrays
+    from rcvlab.analyses.sparsity import DEFAULT_ALPHAS, sparsity_from_arrays
     from rcvlab.models.registry import load_model
     from rcvlab.report.encoding import (
         encoding_section,
@@ -149,29 +247,34 @@ def encoding_demo(
 
     layer = profile.best_layer
     model = load_model(profile.model, profile.weights, seed=seed)
-    by, _ = features_by_class(model, data, layer, profile.measure, cache_dir=cache_dir)
+    # one extraction (read from the profile's cache entry) serves the three analyses
+    by, info = features_by_class(model, data, layer, profile.measure, cache_dir=cache_dir)
     train = next(iter(by))
-    meta = {"model": profile.model, "layer": layer, "measure": profile.measure}
-    sp = sparsity(
+    others = [c for c in by if c != train]
+    sp = sparsity_from_arrays(
         *by[train],
-        alphas=np.linspace(0.0, 0.01, 21),
+        alphas=DEFAULT_ALPHAS,
         reps=reps,
         seed=seed,
-        test_sets={c: v for c, v in by.items() if c != train},
-        meta={**meta, "train_class": train, "test_classes": [c for c in by if c != train]},
+        test_sets={c: by[c] for c in others},
+        meta={**info, "train_class": train, "test_classes": others},
+        command=command,
     )
-    al = [
-        alignment(*by[train], regressor=r, alpha=alpha, meta={**meta, "train_class": train})
-        for r in ("ols", "lasso")
-    ]
-    co = consistency(by, reps=reps, seed=seed, alpha=alpha, meta=meta)
+    al = alignment_from_arrays(
+        *by[train],
+        regressors=("ols", "lasso"),
+        alpha=alpha,
+        meta={**info, "train_class": train},
+        command=command,
+    )
+    co = consistency_from_arrays(by, reps=reps, seed=seed, alpha=alpha, meta=info, command=command)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("sparsity", "consistency"):
         (out / name).mkdir(exist_ok=True)
     write_sparsity_run(out / "sparsity", sp)
     write_consistency_run(out / "consistency", co)
-    return encoding_section(
+    html = encoding_section(
         sp,
         co,
         al,
@@ -181,115 +284,7 @@ def encoding_demo(
             "encoding/sparsity/ and encoding/consistency/.",
         ),
     )
+    return html, {"sparsity": sp, "alignment": al, "consistency": co}
 
 
-__all__ = ["encoding_demo", "run_demo"]
-
-
-HISTO_NOTES = (
-    "Chain: the scale profile of the ImageNet-pretrained network on the embedded scale set "
-    "gives the best layer; the network is pruned there (pruned.pt) and transferred to the "
-    "embedded histology set: single-unit heads regress the average nuclei area per patch, "
-    "each prediction is mapped to the magnification with the nearest training-set mean area.",
-    "Histology data: real tissue is one immunohistochemistry photograph shipped with "
-    "scikit-image (DAB + hematoxylin, not H&E), its nuclei from colour deconvolution, taken as "
-    "40X and resampled to 5X-40X; most patches are synthetic H&E-like slides (ellipse nuclei "
-    "of known area on stroma). Splits are by source slide. Linear mode: frozen backbones, so "
-    "'scratch' is a frozen random-weights backbone (a lower bound), not a network trained "
-    "from scratch. Heads use Adam with lr 1e-3 for 30 epochs (the paper's 1e-4 for 5 epochs "
-    "suits its 45,000 training patches, not a few hundred).",
-)
-
-
-def run_histo_demo(
-    out: str | os.PathLike[str] = "runs/demo-histo",
-    *,
-    model: str = "efficientnet_lite0",
-    profile: str | os.PathLike[str] | None = None,
-    seeds: int = 5,
-    epochs: int = 30,
-    lr: float = 1e-3,
-    n_per_class: int = 300,
-    seed: int = 0,
-    cache_dir: str | os.PathLike[str] | None = None,
-    force: bool = False,
-    command: str = "",
-    echo: Callable[[str], None] = print,
-    progress: bool = True,
-) -> tuple[ProfileResult, object]:
-    """Profile → best layer → prune → transfer (linear, ``seeds`` seeds) on embedded data.
-
-    ``profile`` (a ``profile.json`` of ``model``) skips the scale profile; otherwise it is
-    computed on the embedded scale set (features cached, so after ``rcvlab demo`` it costs
-    only the regressions).
-
-    Returns
-    -------
-    (ProfileResult, TransferResult)
-    """
-    from rcvlab.analyses.transfer import transfer
-    from rcvlab.data.histo import histoset
-    from rcvlab.data.scaleset import scaleset
-    from rcvlab.errors import RcvlabError
-    from rcvlab.models import load_model
-    from rcvlab.prune import prune, prune_summary
-    from rcvlab.report.html import write_report
-    from rcvlab.report.transfer import transfer_section, write_transfer_run
-    from rcvlab.viz.profile import plot_profile
-    from rcvlab.viz.transfer import plot_transfer
-
-    out_dir = prepare_out(out, force=force)
-    net = load_model(model, "imagenet", seed=seed)
-    if profile is not None:
-        prof = ProfileResult.from_json(profile)
-        if prof.model != model:
-            raise RcvlabError(f"{profile} profiles {prof.model}, not {model}; pass its model.")
-    else:
-        data = scaleset(n_per_class=n_per_class, seed=seed)
-        prof = layer_profile(
-            net,
-            data,
-            regressor="ridge",
-            seed=seed,
-            cache_dir=cache_dir,
-            progress=progress,
-            command=command,
-        )
-    best = prof.best_layer
-    echo(f"{model}: scale is best encoded at {best} (R² {prof.score(best).r2_mean:.3f})")
-    pm = prune(net, at=best)
-    pm.save(out_dir / "pruned.pt")
-    line = prune_summary(pm)
-    echo(line)
-    histo = histoset(seed=seed)
-    echo(f"embedded histology set: {len(histo)} patches, {len(set(histo.groups.tolist()))} slides")
-    res = transfer(
-        histo,
-        net,
-        ["pretrained", "scratch", f"pruned:{best}"],
-        seeds=seeds,
-        epochs=epochs,
-        lr=lr,
-        seed=seed,
-        cache_dir=cache_dir,
-        progress=progress,
-        command=command,
-    )
-    write_transfer_run(out_dir, res)
-    prof.to_json(out_dir / "profile.json")
-    s = res.summary_frame()
-    for v, row in s.iterrows():
-        echo(
-            f"  {v:22s} MAE {row['mae_mean']:7.2f} ({row['mae_std']:.2f})  kappa "
-            f"{row['kappa_mean']:.3f} ({row['kappa_std']:.3f})"
-        )
-    write_report(
-        out_dir / "report.html",
-        [prof],
-        title="rcvlab demo: profile, prune, transfer",
-        figures={"scale profile": plot_profile(prof), "transfer": plot_transfer(res)},
-        notes=[*HISTO_NOTES, line],
-        sections=[transfer_section(res)],
-        skipped=[(s.path, s.reason) for s in histo.skipped],
-    )
-    return prof, res
+__all__ = ["DemoResult", "encoding_demo", "run_demo"]

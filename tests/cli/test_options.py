@@ -1,0 +1,259 @@
+"""Every command's options are used, and every user mistake is one line (exit 2), nothing lost.
+
+The walk uses click's own introspection (``main.commands``, ``Command.params``): each option a
+command declares is either a parameter of its callback that the body reads (checked on the
+source), or a shared option that the run reads (checked at run time: the tests set
+``RCVLAB_CHECK_OPTIONS=1``, so ``Job.finish`` fails on an option that was never read).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import textwrap
+
+import click
+import pytest
+
+from rcvlab.cli import main
+from rcvlab.cli_options import OPTIONS
+
+NET = ["--model", "mobilenet_v2", "--weights", "random", "--input-size", "64"]
+
+
+def _cases(data: str, tmp) -> dict[str, list[list[str]]]:
+    """A small valid invocation of every command (several for commands with modes)."""
+    cache = ["--cache-dir", str(tmp / "cache")]
+    one = [*NET, "--data", data, "--layer", "features.4", "--measure", "area", *cache]
+    return {
+        "models": [[]],
+        "measures": [[]],
+        "layers": [["mobilenet_v2", "--input-size", "64"]],
+        "probe": [
+            [
+                *NET,
+                "--data",
+                data,
+                "--measure",
+                "area",
+                "--reps",
+                "2",
+                "--layers",
+                "features.2,features.4",
+                "--min-std",
+                "0.01",
+                *cache,
+                "--out",
+                str(tmp / "probe"),
+            ],
+        ],
+        "prune": [
+            [
+                "--model",
+                "mobilenet_v2",
+                "--weights",
+                "random",
+                "--at",
+                "features.4",
+                "--out",
+                str(tmp / "new_folder" / "p.pt"),
+            ],
+        ],
+        "transfer": [
+            [
+                *NET,
+                "--data",
+                data,
+                "--measure",
+                "area",
+                "--variants",
+                "pretrained,pruned:features.4",
+                "--seeds",
+                "2",
+                "--epochs",
+                "1",
+                *cache,
+                "--out",
+                str(tmp / "transfer"),
+            ],
+        ],
+        "sparsity": [
+            [
+                *one,
+                "--train-class",
+                "red",
+                "--alphas",
+                "0:0.02:3",
+                "--reps",
+                "2",
+                "--out",
+                str(tmp / "sparsity"),
+            ],
+        ],
+        "alignment": [[*one, "--train-class", "red", "--out", str(tmp / "alignment")]],
+        "consistency": [[*one, "--reps", "2", "--out", str(tmp / "consistency")]],
+        "relevance": [
+            [
+                *NET,
+                "--data",
+                data,
+                "--layer",
+                "features.4",
+                "--measure",
+                "area",
+                "--target-class",
+                "1",
+                "--reps",
+                "2",
+                "--out",
+                str(tmp / "relevance"),
+            ],
+        ],
+        "resize-sweep": [
+            [
+                "--model",
+                "mobilenet_v2",
+                "--weights",
+                "random",
+                "--n-per-class",
+                "1",
+                "--sizes",
+                "64,96",
+                "--interp",
+                "bilinear",
+                "--out",
+                str(tmp / "resize"),
+            ],
+        ],
+        "noise-size": [
+            [
+                "--model",
+                "mobilenet_v2",
+                "--weights",
+                "random",
+                "--sizes",
+                "64,96",
+                "--train",
+                "3",
+                "--test",
+                "3",
+                "--reps",
+                "2",
+                "--layers",
+                "features.2",
+                "--out",
+                str(tmp / "noise"),
+            ],
+        ],
+        "demo": [
+            [
+                "--models",
+                "mobilenet_v2",
+                "--n-per-class",
+                "12",
+                "--reps",
+                "2",
+                *cache,
+                "--out",
+                str(tmp / "demo"),
+            ],
+        ],
+    }
+
+
+def test_every_command_has_a_case(tmp_path):
+    assert sorted(_cases("csv:x", tmp_path)) == sorted(main.commands)
+
+
+def _shared_names() -> set[str]:
+    return {click.Option(list(o.decls)).name for o in OPTIONS.values()}
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_own_options_are_read_by_the_body(name):
+    cmd = main.commands[name]
+    f = inspect.unwrap(cmd.callback)
+    fn = ast.parse(textwrap.dedent(inspect.getsource(f))).body[0]
+    loads = {
+        n.id
+        for stmt in fn.body
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
+    sig = inspect.signature(f).parameters
+    for p in cmd.params:
+        if p.name in sig:
+            assert p.name in loads, f"rcvlab {name}: option {p.name!r} is never read"
+        else:
+            assert p.name in _shared_names(), f"rcvlab {name}: {p.name!r} is nowhere"
+            assert any(v.kind is v.VAR_KEYWORD for v in sig.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_command_runs_and_reads_every_option(runner, data, tmp_path, name):
+    for args in _cases(data, tmp_path)[name]:
+        r = runner.invoke(main, [name, *args])
+        assert r.exit_code == 0, f"{name}: {r.output}{r.stderr}"
+        out = next((args[i + 1] for i, a in enumerate(args) if a == "--out"), None)
+        if out is not None and name != "prune":
+            run = json.loads((tmp_path / out / "run.json").read_text())
+            assert run["status"] == "complete" and run["command"].startswith(f"rcvlab {name}")
+
+
+def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
+    a_file = tmp / "a_file.txt"
+    a_file.write_text("x")
+    probe = ["probe", *NET, "--data", data, "--measure", "area", "--cache-dir", "none"]
+    one = [*NET, "--data", data, "--layer", "features.4", "--measure", "area"]
+    tr = ["transfer", *NET, "--data", data, "--measure", "area", "--cache-dir", "none"]
+    return [
+        # unknown names
+        (["probe", "--model", "resnet5", "--data", data, "--out", "o"], "resnet50"),
+        ([*probe, "--layers", "features.44", "--out", "o"], "features.4"),
+        ([*probe[:-4], "--measure", "aera", "--cache-dir", "none", "--out", "o"], "area"),
+        (["probe", *NET, "--data", "vocc:/x", "--out", "o"], "vocc"),
+        (["layers", "nope_net"], "nope_net"),
+        # out-of-range numbers
+        ([*probe, "--reps", "0", "--out", "o"], "--reps"),
+        ([*probe, "--test-fraction", "1.5", "--out", "o"], "--test-fraction"),
+        ([*probe, "--seed", "-1", "--out", "o"], "--seed"),
+        ([*probe, "--batch-size", "0", "--out", "o"], "--batch-size"),
+        ([*tr, "--epochs", "0", "--out", "o"], "--epochs"),
+        ([*tr, "--epochs", "-1", "--out", "o"], "--epochs"),
+        ([*tr, "--batch-size", "0", "--out", "o"], "--batch-size"),
+        ([*tr, "--variants", "pruned:softmax", "--out", "o"], "softmax"),
+        (["noise-size", "--model", "mobilenet_v2", "--sizes", "0:x", "--out", "o"], "0:x"),
+        (["sparsity", *one, "--train-class", "red", "--alphas", "0:x", "--out", "o"], "--alphas"),
+        # a constant measure, found before any extraction
+        ([*probe[:-4], "--measure", "flat", "--cache-dir", "none", "--out", "o"], "constant"),
+        # devices
+        ([*probe, "--device", "bogus", "--out", "o"], "bogus"),
+        ([*probe, "--device", "cuda:7", "--out", "o"], "cuda:7"),
+        # unreadable files and unwritable places
+        (["probe", *NET, "--data", f"csv:{tmp / 'missing.csv'}", "--out", "o"], "missing.csv"),
+        (["prune", "--from-profile", str(a_file), "--out", "p.pt"], "a_file.txt"),
+        ([*probe, "--out", str(a_file / "sub")], "a_file.txt"),
+        ([*probe[:-2], "--cache-dir", str(a_file / "cache"), "--out", "o"], "a_file.txt"),
+        (["prune", *NET[:4], "--at", "features.4", "--out", str(a_file / "p.pt")], "a_file.txt"),
+        # an option that does not exist for the command (relevance reads no feature cache)
+        (
+            ["relevance", *one, "--target-class", "1", "--cache-dir", "x", "--out", "o"],
+            "--cache-dir",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("i", range(24))
+def test_bad_input_is_one_line_and_leaves_nothing(runner, data, tmp_path, monkeypatch, i):
+    monkeypatch.chdir(tmp_path)
+    cases = _bad_cases(data, tmp_path)
+    assert len(cases) == 24
+    args, needle = cases[i]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 2, f"{args}: {r.output}{r.stderr}"
+    assert "Traceback" not in r.output + r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert needle in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists(), "a failed command left a run folder"
