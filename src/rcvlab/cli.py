@@ -97,7 +97,7 @@ def layers(model: str, input_size: int | None) -> None:
 )
 @click.option(
     "--min-std",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, 1),
     default=None,
     help="Floor on a feature's training-split std, relative to the layer's median std "
     "(e.g. 0.01); off by default, as the papers' standardisation.",
@@ -132,7 +132,7 @@ def probe(
     )
     write_profile_run(out, [res])
     job.finish()
-    empty = res.meta.get("no_positions")
+    empty = res.extra.get("no_positions")
     if empty:
         click.echo(
             f"corrected GAP: no position free of padding in {', '.join(empty)} at "
@@ -315,7 +315,9 @@ def _alphas(spec: str) -> list[float]:
 
 
 def _analysis_kw(job: Job) -> dict[str, Any]:
-    return dict(layer=job["layer"], measure=job["measure"], seed=job["seed"], **job.kw)
+    return dict(
+        layer=job["layer"], measure=job["measure"], seed=job["seed"], strict=job["strict"], **job.kw
+    )
 
 
 @main.command("sparsity")
@@ -601,7 +603,7 @@ def noise_size_cmd(sizes: str, n_train: int, n_test: int, **common: Any) -> None
 )
 @click.option(
     "--min-std",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(0, 1),
     default=None,
     help="Guard of the per-feature standardisation (see `rcvlab probe --help`).",
 )

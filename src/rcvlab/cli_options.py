@@ -25,29 +25,30 @@ from typing import Any
 import click
 
 from rcvlab.errors import RcvlabError
+from rcvlab.probe.fit import REGRESSORS
 
 DEFAULT_CACHE = "~/.cache/rcvlab/features"
 
-_REGRESSORS = click.Choice(["ols", "ridge", "lasso"])
+_REGRESSORS = click.Choice(list(REGRESSORS))
 _POSITIVE = click.IntRange(min=1)
 
 
 @dataclass(frozen=True)
-class _Opt:
+class Opt:
     decls: tuple[str, ...]
     kw: dict[str, Any] = field(default_factory=dict)
 
 
 #: Every shared option, once: name -> (flags, click keyword arguments).
-OPTIONS: dict[str, _Opt] = {
-    "model": _Opt(
+OPTIONS: dict[str, Opt] = {
+    "model": Opt(
         ("--model",), dict(required=True, help="Registry name or timm:NAME (see `rcvlab models`).")
     ),
-    "weights": _Opt(
+    "weights": Opt(
         ("--weights",),
         dict(default="imagenet", show_default=True, help="imagenet, random, or a state-dict file."),
     ),
-    "data": _Opt(
+    "data": Opt(
         ("--data", "data_spec"),
         dict(
             required=True,
@@ -55,8 +56,8 @@ OPTIONS: dict[str, _Opt] = {
             "synthetic], scaleset[:CLASS,...] (see the README).",
         ),
     ),
-    "cls": _Opt(("--class", "cls"), dict(default=None, help="Keep one class (synset or name).")),
-    "n_per_class": _Opt(
+    "cls": Opt(("--class", "cls"), dict(default=None, help="Keep one class (synset or name).")),
+    "n_per_class": Opt(
         ("--n-per-class",),
         dict(
             type=_POSITIVE,
@@ -65,7 +66,7 @@ OPTIONS: dict[str, _Opt] = {
             "this many per class (a draw seeded by --seed).",
         ),
     ),
-    "strict": _Opt(
+    "strict": Opt(
         ("--strict",),
         dict(
             is_flag=True,
@@ -73,18 +74,18 @@ OPTIONS: dict[str, _Opt] = {
             "skipping it (skips are listed in skipped.csv).",
         ),
     ),
-    "layers": _Opt(
+    "layers": Opt(
         ("--layers", "layer_names"),
         dict(default="all", show_default=True, help="Comma-separated layer names, or all."),
     ),
-    "layer": _Opt(
+    "layer": Opt(
         ("--layer",), dict(required=True, help="One layer name (see `rcvlab layers MODEL`).")
     ),
-    "input_size": _Opt(
+    "input_size": Opt(
         ("--input-size",),
         dict(type=_POSITIVE, default=None, help="Square input size (default: the model's own)."),
     ),
-    "measure": _Opt(
+    "measure": Opt(
         ("--measure",),
         dict(
             default="scale_ratio",
@@ -92,8 +93,8 @@ OPTIONS: dict[str, _Opt] = {
             help="Concept measure: scale_ratio[_sqrt], a CSV column, or one of `rcvlab measures`.",
         ),
     ),
-    "regressor": _Opt(("--regressor",), dict(type=_REGRESSORS, default="ols", show_default=True)),
-    "alpha": _Opt(
+    "regressor": Opt(("--regressor",), dict(type=_REGRESSORS, default="ols", show_default=True)),
+    "alpha": Opt(
         ("--alpha",),
         dict(
             type=click.FloatRange(min=0),
@@ -102,7 +103,7 @@ OPTIONS: dict[str, _Opt] = {
             "by leave-one-out on the training split.",
         ),
     ),
-    "reps": _Opt(
+    "reps": Opt(
         ("--reps",),
         dict(
             type=_POSITIVE,
@@ -111,7 +112,7 @@ OPTIONS: dict[str, _Opt] = {
             help="Repeated random splits (25 in paper 000).",
         ),
     ),
-    "test_fraction": _Opt(
+    "test_fraction": Opt(
         ("--test-fraction",),
         dict(
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -119,20 +120,20 @@ OPTIONS: dict[str, _Opt] = {
             show_default=True,
         ),
     ),
-    "seed": _Opt(("--seed",), dict(type=click.IntRange(min=0), default=0, show_default=True)),
-    "batch_size": _Opt(("--batch-size",), dict(type=_POSITIVE, default=32, show_default=True)),
-    "device": _Opt(
+    "seed": Opt(("--seed",), dict(type=click.IntRange(min=0), default=0, show_default=True)),
+    "batch_size": Opt(("--batch-size",), dict(type=_POSITIVE, default=32, show_default=True)),
+    "device": Opt(
         ("--device",), dict(default=None, help="cpu, cuda, cuda:1 (default: cuda if present).")
     ),
-    "cache_dir": _Opt(
+    "cache_dir": Opt(
         ("--cache-dir",),
         dict(
             default=None,
             help=f"Feature cache (default $RCVLAB_CACHE or {DEFAULT_CACHE}; 'none' to disable).",
         ),
     ),
-    "out": _Opt(("--out",), dict(required=True, help="Run folder to write.")),
-    "force": _Opt(
+    "out": Opt(("--out",), dict(required=True, help="Run folder to write.")),
+    "force": Opt(
         ("--force",), dict(is_flag=True, help="Overwrite files in an existing --out folder.")
     ),
 }
@@ -217,8 +218,8 @@ def friendly(f: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo(
-                "interrupted: features computed so far are cached; rerun the same command to "
-                "resume.",
+                "interrupted: rerun the same command to resume (with a feature cache, the "
+                "features extracted so far are reused).",
                 err=True,
             )
             sys.exit(130)

@@ -8,8 +8,8 @@ and so has
   the seed and the data's fingerprint (:func:`provenance` builds it);
 * ``to_frame()`` — a tidy :class:`pandas.DataFrame` whose columns are listed in the class's
   ``frame_columns`` (documented in its docstring);
-* ``to_json(path=None) -> str`` — strict JSON (NaN and infinity as ``null``), written
-  atomically when ``path`` is given;
+* ``to_json(path=None) -> str`` — strict JSON (NaN and ±infinity as ``null``, read back
+  as NaN), written atomically when ``path`` is given;
 * ``from_json(path_or_text)`` — the inverse: ``Cls.from_json(r.to_json())`` and
   ``Cls.from_json(path)`` rebuild an equal result.
 

@@ -53,6 +53,7 @@ def test_order_of_the_checks(blobs_model, two_classes, no_extraction):
         "cache_dir",
         "device",
         "progress",
+        "strict",
     }
 
 

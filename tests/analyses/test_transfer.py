@@ -417,3 +417,34 @@ def test_finetune_mode_trains_end_to_end(tmp_path):
         m, data, ["pruned:a"], seeds=1, mode="finetune", epochs=2, lr=1e-2, batch_size=8
     )
     assert again.runs[0].mae == pytest.approx(res.runs[4].mae)
+
+
+def test_a_class_without_training_patches_is_one_line_before_any_work(no_work):
+    data = disc_patches(n_slides=4, per_class=1)
+    # the 40X patches only on one slide: the split puts it on one side only
+    keep = [
+        i
+        for i, (c, g) in enumerate(zip(data.classes, data.groups, strict=True))
+        if c != "40X" or g == "slide0"
+    ]
+    sub = data.subset(keep)
+    for seed in range(6):
+        try:
+            transfer(chain_model(), sub, ["pretrained"], seed=seed)
+        except DataError as e:
+            if "no training patch" in str(e):
+                assert "40X" in str(e) and "\n" not in str(e)
+                return
+        except AssertionError:
+            continue  # slide0 was in training: work started, as it should
+    pytest.fail("no seed put the only 40X slide outside the training split")
+
+
+def test_a_head_that_never_has_a_finite_validation_mae_is_one_line():
+    from rcvlab.analyses.heads import train_head
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 3))
+    x_val = np.full((4, 3), np.nan)
+    with pytest.raises(DataError, match="never reached a finite validation MAE in 2 epoch"):
+        train_head(x, x[:, 0], x_val, np.ones(4), seed=0, epochs=2)

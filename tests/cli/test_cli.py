@@ -306,3 +306,71 @@ def test_bad_profile_file_is_one_line(runner, tmp_path):
     for path in (str(bad), str(tmp_path / "missing.json")):
         r = runner.invoke(main, ["prune", "--from-profile", path, "--out", str(tmp_path / "x.pt")])
         assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "profile" in r.stderr
+
+
+def test_corrected_gap_says_which_layers_were_not_probed(runner, data, tmp_path):
+    out = tmp_path / "cg"
+    args = [
+        "probe",
+        "--model",
+        "mobilenet_v2",
+        "--weights",
+        "random",
+        "--input-size",
+        "64",
+        "--data",
+        data,
+        "--measure",
+        "area",
+        "--reps",
+        "2",
+        "--baselines",
+        "none",
+        "--pooling",
+        "corrected-gap",
+        "--layers",
+        "features.2,features.14",
+        "--cache-dir",
+        "none",
+        "--out",
+        str(out),
+    ]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0, r.output + (r.stderr or "")
+    assert "corrected GAP: no position free of padding in features.14 at 64 px" in r.output
+    assert json.loads((out / "profile.json").read_text())["extra"]["no_positions"] == [
+        "features.14"
+    ]
+
+
+@pytest.mark.parametrize("command", ["sparsity", "relevance"])
+def test_strict_stops_the_one_layer_analyses_at_an_unreadable_image(runner, tmp_path, command):
+    csv = _csv_data(tmp_path, n=24)
+    (tmp_path / "im3.png").write_bytes(b"not a png")
+    frame = pd.read_csv(csv)
+    frame["class"] = ["a", "b"] * 12
+    frame.to_csv(csv, index=False)
+    extra = ["--train-class", "a"] if command == "sparsity" else ["--target-class", "1"]
+    args = [
+        command,
+        "--model",
+        "mobilenet_v2",
+        "--weights",
+        "random",
+        "--input-size",
+        "64",
+        "--data",
+        f"csv:{csv}",
+        "--layer",
+        "features.4",
+        "--measure",
+        "area",
+        *extra,
+    ]
+    if command == "sparsity":
+        args += ["--cache-dir", "none", "--alphas", "0,0.01", "--reps", "2"]
+    r = runner.invoke(main, [*args, "--strict", "--out", str(tmp_path / "strict")])
+    assert r.exit_code == 2 and "im3.png" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = runner.invoke(main, [*args, "--out", str(tmp_path / "lenient")])
+    assert r.exit_code == 0, r.output + (r.stderr or "")
+    assert "im3.png" in (tmp_path / "lenient" / "skipped.csv").read_text()

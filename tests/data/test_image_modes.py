@@ -195,3 +195,11 @@ def test_folder_instead_of_an_image(tmp_path: Path) -> None:
         read_rgb(tmp_path / "x.png")
     with pytest.raises(DataError, match="is a folder"):
         read_grey(tmp_path / "x.png")
+
+
+def test_big_endian_16_bit_is_scaled_like_little_endian():
+    from rcvlab.data.base import to_uint8
+
+    little = np.array([[0, 200, 65535]], dtype="<u2")
+    big = little.astype(">u2")
+    assert to_uint8(big).tolist() == to_uint8(little).tolist() == [[0, 1, 255]]

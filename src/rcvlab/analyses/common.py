@@ -236,7 +236,8 @@ class ExtractOptions(TypedDict, total=False):
 
     ``weights`` (of a model given by name; default ``"imagenet"``), ``batch_size`` (32),
     ``pooling`` (``"gap"``), ``cache_dir`` (None: no cache), ``device`` (None: automatic),
-    ``progress`` (False): see :func:`features_by_class`, whose defaults they are.
+    ``progress`` (False), ``strict`` (False: unreadable images are skipped and listed): see
+    :func:`features_by_class`, whose defaults they are.
     """
 
     weights: str
@@ -245,6 +246,7 @@ class ExtractOptions(TypedDict, total=False):
     cache_dir: str | os.PathLike[str] | None
     device: str | None
     progress: bool
+    strict: bool
 
 
 def features_by_class(
@@ -261,6 +263,7 @@ def features_by_class(
     cache_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
     progress: bool = False,
+    strict: bool = False,
 ) -> tuple[dict[str, tuple[FloatArray, FloatArray]], dict[str, Any]]:
     """Features of one layer (one extraction) and the measure, split by ``data.classes``.
 
@@ -320,6 +323,7 @@ def features_by_class(
         cache_dir=cache_dir,
         device=device,
         progress=progress,
+        strict=strict,
     )
     X_all = np.asarray(X_all, dtype=np.float64)
     ok = np.asarray(feats.valid, dtype=bool) & np.isfinite(X_all).all(axis=1) & np.isfinite(y_all)

@@ -84,9 +84,19 @@ def train_head(
         history.append(mae)
         if mae < best:
             best, best_state = mae, {k: v.clone() for k, v in lin.state_dict().items()}
-    lin.load_state_dict(best_state)
+    lin.load_state_dict(_best(best_state, history))
     head = LinearHead(lin, xm, xs, ym, ys)
     return head, {"val_mae": history, "best_epoch": int(np.argmin(history)) + 1}
+
+
+def _best(state: dict[str, torch.Tensor] | None, history: list[float]) -> dict[str, torch.Tensor]:
+    """The best epoch's weights; one clear error when no epoch had a finite validation MAE."""
+    if state is None:
+        raise DataError(
+            f"The head never reached a finite validation MAE in {len(history)} epoch(s) "
+            "(diverged, or non-finite features); lower --lr or check the data."
+        )
+    return state
 
 
 class LinearHead(torch.nn.Module):
@@ -218,13 +228,16 @@ def finetune_network(
             opt.zero_grad()
             torch.nn.functional.mse_loss(net(x), t).backward()
             opt.step()
+        pred = net.predict(val)  # marks unreadable images, so readable() matches pred
         v = net.readable(val)
-        mae = float(np.abs(net.predict(v) - y[v]).mean())
+        if v.size == 0:
+            raise DataError("No readable validation image is left; check the data's images.")
+        mae = float(np.abs(pred - y[v]).mean())
         history.append(mae)
         if mae < best:
             best = mae
             best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
-    net.load_state_dict(best_state)
+    net.load_state_dict(_best(best_state, history))
     net.log = {"val_mae": history, "best_epoch": int(np.argmin(history)) + 1}
     return net
 

@@ -593,6 +593,14 @@ def transfer(
             f"Too few patches with a finite {measure} for a 3-way split by group "
             f"({len(tr)} train / {len(va)} validation / {len(te)} test); need 2 in each."
         )
+    classes = data.classes
+    class_means = class_mean_area(y_all[tr], classes[tr])
+    unseen = sorted(set(classes[np.concatenate([va, te])]) - set(class_means))
+    if unseen:
+        raise DataError(
+            f"Class(es) {unseen} have no training patch in the split by group (seed {seed}), "
+            "so no prediction can be mapped to them; try another --seed or add source images."
+        )
 
     kw = dict(
         batch_size=feature_batch_size,
@@ -609,14 +617,17 @@ def transfer(
         if any(v.kind == "scratch" for v in vs):
             last = next(v.layer for v in vs if v.kind == "scratch")
             feats["scratch"] = extract_features(m.twin("random", seed), data, [last], **kw)
-    classes = data.classes
-    class_means = class_mean_area(y_all[tr], classes[tr])
     runs, heads = [], {}
     for v in vs:
         if mode == "linear":
             X = feats["scratch" if v.kind == "scratch" else "model"][v.layer].astype(np.float64)
             ok = np.isfinite(X).all(1)
             a, b, c = tr[ok[tr]], va[ok[va]], te[ok[te]]
+            if min(len(a), len(b), len(c)) < 2:
+                raise DataError(
+                    f"Too few readable patches for {v.name} ({len(a)} train / {len(b)} "
+                    f"validation / {len(c)} test); need 2 in each. See skipped.csv."
+                )
         else:
             a, b, c = tr, va, te
         for s in range(seeds):

@@ -322,7 +322,7 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise DataError("image holds NaN or infinite values")
     lo, hi = float(a.min()), float(a.max())
-    if a.dtype == np.uint16:
+    if a.dtype.kind == "u" and a.dtype.itemsize == 2:  # I;16 and big-endian I;16B
         scaled = a / 257.0
     elif a.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
         scaled = a * 255.0

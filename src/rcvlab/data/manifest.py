@@ -119,7 +119,7 @@ def read_csv_manifest(
         raise DataError(f"Cannot read manifest {csv} as CSV: {msg}; save it as UTF-8 CSV.") from e
     except OSError as e:
         raise DataError(f"Cannot read manifest {csv}: {e.strerror or e}.") from e
-    dups = sorted(c for c, k in Counter(header).items() if k > 1)
+    dups = sorted(c for c, k in Counter(header).items() if k > 1 and c)  # unnamed: ignored
     if dups:
         raise DataError(f"Manifest {csv} repeats the column(s) {', '.join(dups)}; rename them.")
     df.columns = [str(c).strip() for c in df.columns]

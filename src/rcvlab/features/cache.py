@@ -330,7 +330,11 @@ class FeatureCache:
             problem = _shape_problem(full, valid, rows, self.layers)
         except FileNotFoundError:
             raise
-        except (OSError, *_UNREADABLE) as e:
+        except OSError as e:
+            if e.errno not in (None, errno.EINVAL, errno.EIO):
+                raise  # the file system failed (EMFILE, EACCES ...): the file may be fine
+            problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        except _UNREADABLE as e:
             problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if problem:
             self._move_aside(path, problem)

@@ -296,8 +296,4 @@ class ProfileResult(Result):
         )
 
 
-# Other modules still import the old private name; they are moving to rcvlab.result.jsonable.
-_jsonable = jsonable
-
-
 __all__ = ["PROFILE_KINDS", "LayerScore", "ProfileResult"]

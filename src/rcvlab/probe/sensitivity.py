@@ -215,15 +215,6 @@ def shift_hook(module: nn.Module, spec: LayerSpec) -> Iterator[_Shift]:
         handle.remove()
 
 
-def layer_output_shape(model: Model, layer: str | LayerSpec) -> tuple[int, ...]:
-    """Shape of the (shifted) output of ``layer`` for one blank image at the model's size.
-
-    Raises :class:`RcvlabError` when the layer gives vectors (the logits, or a layer after the
-    global pooling) rather than a map.
-    """
-    return blank_pass(model, layer)[0]
-
-
 def blank_pass(model: Model, layer: str | LayerSpec) -> tuple[tuple[int, ...], int]:
     """``(layer shape, number of logits)`` from one blank image at the model's size.
 
@@ -595,7 +586,6 @@ __all__ = [
     "directional_derivative",
     "gap_gradient",
     "gradient_pass",
-    "layer_output_shape",
     "layer_spec",
     "raw_direction",
     "resolve_target_class",
