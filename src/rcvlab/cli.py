@@ -18,6 +18,7 @@ from rcvlab.analyses.relevance import DEFAULT_REGRESSOR as RELEVANCE_REGRESSOR
 from rcvlab.analyses.relevance import DEFAULT_REPS as RELEVANCE_REPS
 from rcvlab.cli_options import Group, Job, csv_list, friendly, shared
 from rcvlab.errors import RcvlabError
+from rcvlab.probe.result import SPLITS
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,13 +62,16 @@ def layers(model: str, input_size: int | None) -> None:
 
     m = load_model(model, "random", input_size=input_size)
     dims = layer_dims(m)
-    click.echo(f"{'layer':14s} {'dim':>6s}  {'module':22s} note")
+    click.echo(f"{'layer':14s} {'dim':>6s}  {'layout':8s} {'module':22s} note")
     for s in m.layer_specs:
         kind = "" if s.kind == "output" else f"[{s.kind}] "
-        click.echo(f"{s.name:14s} {dims[s.name]:6d}  {s.module:22s} {kind}{s.note}")
+        click.echo(
+            f"{s.name:14s} {dims[s.name]:6d}  {s.layout_label:8s} {s.module:22s} {kind}{s.note}"
+        )
     click.echo(
-        f"input {m.input_size}x{m.input_size}; any dotted module path of the network is "
-        "accepted as a layer too (its output, pooled)."
+        f"input {m.input_size}x{m.input_size}; layout: how the output is read (NCHW maps, "
+        "NHWC maps, NLC+k tokens with k prefix tokens, NC vectors). Any dotted module path is "
+        "a layer too (its output, pooled)."
     )
 
 
@@ -83,17 +87,20 @@ def layers(model: str, input_size: int | None) -> None:
     help="Comma-separated: random, shuffled (or 'none').",
 )
 @click.option(
-    "--per-class/--pooled",
-    default=True,
-    show_default=True,
-    help="Probe each object class separately and average, or all images together.",
+    "--split",
+    type=click.Choice(list(SPLITS)),
+    default=None,
+    help="per-class (default with classes; the papers' protocol): repeated splits within each "
+    "class; pooled: all images together (default without classes); leave-one-class-out: fit on "
+    "all classes but one, R² on the held-out class (--reps and --test-fraction do not apply).",
 )
 @click.option(
     "--pooling",
-    type=click.Choice(["gap", "corrected-gap", "max"]),
+    type=click.Choice(["gap", "corrected-gap", "max", "cls"]),
     default="gap",
     show_default=True,
-    help="corrected-gap averages only positions whose receptive field avoids the padding.",
+    help="corrected-gap averages only positions whose receptive field avoids the padding; "
+    "cls takes the class token of token layers (gap averages their patch tokens).",
 )
 @click.option(
     "--min-std",
@@ -104,13 +111,20 @@ def layers(model: str, input_size: int | None) -> None:
 )
 @friendly
 def probe(
-    baselines: str, per_class: bool, pooling: str, min_std: float | None, **common: Any
+    baselines: str, split: str | None, pooling: str, min_std: float | None, **common: Any
 ) -> None:
     """Profile MODEL layer by layer on DATA with RCVs, against its baselines."""
     from rcvlab.analyses import layer_profile
     from rcvlab.report.run import write_profile_run
 
     job = Job(common)
+    if split == "leave-one-class-out":
+        given = [f"--{n.replace('_', '-')}" for n in ("reps", "test_fraction") if _given(n)]
+        if given:
+            raise RcvlabError(
+                f"{' and '.join(given)} do not apply to --split leave-one-class-out (one split "
+                "per held-out class); leave them out."
+            )
     base = [] if baselines.strip().lower() == "none" else csv_list(baselines) or []
     data, net, out = job.data, job.net, job.out
     res = layer_profile(
@@ -124,7 +138,7 @@ def probe(
         reps=job["reps"],
         test_fraction=job["test_fraction"],
         seed=job["seed"],
-        per_class=per_class,
+        split=split,
         pooling=pooling,
         min_std=min_std,
         strict=job["strict"],
@@ -143,6 +157,12 @@ def probe(
         f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
         f"{best.r2_mean:.3f} ± {best.r2_std:.3f} (median {best.r2_median:.3f}); wrote {out}/"
     )
+
+
+def _given(name: str) -> bool:
+    """Whether the option ``name`` was typed on the command line (not its default)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source == click.core.ParameterSource.COMMANDLINE
 
 
 def _profile(path: str) -> Any:

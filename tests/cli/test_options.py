@@ -47,6 +47,20 @@ def _cases(data: str, tmp) -> dict[str, list[list[str]]]:
                 "--out",
                 str(tmp / "probe"),
             ],
+            [
+                *NET,
+                "--data",
+                data,
+                "--measure",
+                "area",
+                "--split",
+                "leave-one-class-out",
+                "--layers",
+                "features.2,features.4",
+                *cache,
+                "--out",
+                str(tmp / "probe_loco"),
+            ],
         ],
         "prune": [
             [
@@ -226,6 +240,7 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
         ([*tr, "--variants", "pruned:softmax", "--out", "o"], "softmax"),
         (["noise-size", "--model", "mobilenet_v2", "--sizes", "0:x", "--out", "o"], "0:x"),
         (["sparsity", *one, "--train-class", "red", "--alphas", "0:x", "--out", "o"], "--alphas"),
+        ([*probe, "--split", "leave-one-class-out", "--reps", "5", "--out", "o"], "--reps"),
         # a constant measure, found before any extraction
         ([*probe[:-4], "--measure", "flat", "--cache-dir", "none", "--out", "o"], "constant"),
         # devices
@@ -245,11 +260,11 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
     ]
 
 
-@pytest.mark.parametrize("i", range(24))
+@pytest.mark.parametrize("i", range(25))
 def test_bad_input_is_one_line_and_leaves_nothing(runner, data, tmp_path, monkeypatch, i):
     monkeypatch.chdir(tmp_path)
     cases = _bad_cases(data, tmp_path)
-    assert len(cases) == 24
+    assert len(cases) == 25
     args, needle = cases[i]
     r = runner.invoke(main, args)
     assert r.exit_code == 2, f"{args}: {r.output}{r.stderr}"

@@ -1,5 +1,6 @@
 """The demo's encoding section reuses the profile's features and writes its files."""
 
+import rcvlab.analyses.profile as prof_module
 import rcvlab.features.extract as fx
 from rcvlab.data import histo as histo_module
 from rcvlab.pipelines import HistoChainResult, run_histo_demo
@@ -17,6 +18,15 @@ def test_demo_encoding_section_reads_the_profiles_features(tmp_path, monkeypatch
         return out
 
     monkeypatch.setattr(fx, "extract_features", spy)  # one_layer looks it up at call time
+    profile_calls = []
+    original_profile = prof_module.extract_features
+
+    def profile_spy(*args, **kwargs):
+        out = original_profile(*args, **kwargs)
+        profile_calls.append(out.n_computed)
+        return out
+
+    monkeypatch.setattr(prof_module, "extract_features", profile_spy)
     res = run_demo(
         tmp_path / "demo",
         models=("mobilenet_v2",),
@@ -26,14 +36,27 @@ def test_demo_encoding_section_reads_the_profiles_features(tmp_path, monkeypatch
         progress=False,
     )
     assert calls == [0]  # no cache_dir given, yet the features are not extracted twice
+    # model and twin for the per-class profile; the leave-one-class-out one reads them back
+    assert profile_calls[:2] == [80, 80] and profile_calls[2:] == [0, 0]
+    loco = res.loco_profiles[0]
+    assert loco.split == "leave-one-class-out" and res.profiles[0].split == "per-class"
+    assert loco.layers == res.profiles[0].layers
+    assert set(loco.profiles) == {"model", "random", "shuffled"}
+    assert all(len(s.r2) == 4 for s in loco.profiles["model"])  # one per held-out class
+    assert set(res.meta["seconds"]["mobilenet_v2"]) == {"per_class", "leave_one_class_out"}
+    for name in ("profile_loco.json", "profile_splits.png"):
+        assert (tmp_path / "demo" / name).is_file(), name
     enc = tmp_path / "demo" / "encoding"
     assert (enc / "sparsity" / "cross_class.csv").is_file()
     assert (enc / "consistency" / "consistency.csv").is_file()
     html = (tmp_path / "demo" / "report.html").read_text()
     assert "How scale is encoded" in html and res.profiles[0].best_layer in html
+    assert "Per class versus leave-one-class-out" in html
     assert res.sparsity is not None and res.alignment is not None and res.consistency is not None
     again = DemoResult.from_json(tmp_path / "demo" / "demo.json")
     assert again.profiles[0].best_layer == res.profiles[0].best_layer
+    assert again.loco_profiles == res.loco_profiles
+    assert set(again.to_frame()["split"]) == {"per-class", "leave-one-class-out"}
     assert read_run(tmp_path / "demo")["status"] == "complete"
 
 

@@ -9,12 +9,14 @@ import torch.nn as nn
 
 from rcvlab import DataError, RcvlabError, UnknownNameError, load_model
 from rcvlab.data.base import ArrayImageSet
+from rcvlab.features.hooks import LayoutError
 from rcvlab.models.layers import LayerSpec
 from rcvlab.probe.fit import fit_rcv
 from rcvlab.probe.sensitivity import (
     blank_pass,
     directional_derivative,
     gap_gradient,
+    gradient_pass,
     raw_direction,
     resolve_target_class,
 )
@@ -104,13 +106,91 @@ def test_token_layer_is_shifted_along_channels():
     net = Tokens().double().eval()
     v = np.array([0.5, -0.5, 0.5, 0.5])
     x = x64(2, 4)
-    s = directional_derivative(net, x, "embed", v, 1)
+    s = directional_derivative(net, x, "embed", v, 1, layout="NLC")
     # by hand: logit = fc(mean tanh(tok + t v)) -> d/dt = W[1] @ (mean(1 - tanh²(tok)) * v)
     with torch.no_grad():
         tok = net.embed(x.flatten(2).transpose(1, 2))
         dt = (1 - torch.tanh(tok) ** 2).mean(dim=1).numpy()
     expect = (dt * v) @ net.fc.weight.detach().numpy()[1]
     np.testing.assert_allclose(s, expect, rtol=1e-10)
+    # the same layout declared on the loaded model
+    model = load_model(net, input_size=4, layers=["embed"], layout="NLC")
+    np.testing.assert_allclose(directional_derivative(model, x, "embed", v, 1), expect, rtol=1e-10)
+    # a plain module's layers are read as NCHW maps: tokens are an error naming layout=,
+    # never a shift along the wrong axis
+    with pytest.raises(LayoutError, match=r"read as NCHW but outputs shape \(2, 16, 4\).*layout="):
+        directional_derivative(net, x, "embed", v, 1)
+    assert no_hooks(net)
+
+
+class ClassToken(nn.Module):
+    """Tokens (n, 1 + L, C) at layer ``tok`` (a class token first); the logits read the
+    class token and the mean of the patch tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.embed = nn.Linear(3, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 4, generator=g))
+        self.tok = nn.Identity()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        patches = self.embed(x.flatten(2).transpose(1, 2))
+        t = self.tok(torch.cat([self.cls.expand(x.shape[0], -1, -1), patches], dim=1))
+        return self.fc(torch.tanh(t[:, 0]) + torch.tanh(t[:, 1:]).mean(dim=1))
+
+
+def test_class_token_is_not_shifted():
+    net = ClassToken().double().eval()
+    v = np.array([0.5, -0.5, 0.5, 0.5])
+    x = x64(2, 4, seed=5)
+    s = directional_derivative(net, x, "tok", v, 2, layout="NLC+1")
+    # by hand: only the patch tokens (the ones GAP averages) move, the class token does not
+    with torch.no_grad():
+        patches = net.embed(x.flatten(2).transpose(1, 2))
+        dt = (1 - torch.tanh(patches) ** 2).mean(dim=1).numpy()
+    W = net.fc.weight.detach().numpy()
+    np.testing.assert_allclose(s, (dt * v) @ W[2], rtol=1e-10)
+    # shifting every token would add the class token's term, which is not 0 here
+    cls_term = (1 - np.tanh(net.cls.detach().numpy()[0, 0]) ** 2) * v @ W[2]
+    assert abs(cls_term) > 1e-3
+    # the features (pooled in float32 as extract_features does) are the patch tokens' mean
+    p = gradient_pass(net, x, "tok", 2, layout="NLC+1")
+    np.testing.assert_allclose(p.features, patches.mean(dim=1).numpy(), rtol=1e-6)  # float32
+
+
+class ChannelsLast(nn.Module):
+    """An (n, H, W, C) map at layer ``perm``; tanh, mean over positions, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(6)
+        self.conv = nn.Conv2d(3, 5, 3, padding=1)
+        self.perm = Permute()
+        self.fc = nn.Linear(5, 3)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.perm(self.conv(x))).mean(dim=(1, 2)))
+
+
+class Permute(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1)
+
+
+def test_channels_last_layer_is_shifted_along_its_last_axis():
+    net = ChannelsLast().double().eval()
+    v = np.array([0.2, -0.4, 0.1, 0.8, -0.4])
+    x = x64(3, 6, seed=7)
+    s = directional_derivative(net, x, "perm", v, 0, layout="NHWC")
+    with torch.no_grad():
+        a = net.conv(x).permute(0, 2, 3, 1)  # (n, H, W, C)
+        dt = (1 - torch.tanh(a) ** 2).mean(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(s, (dt * v) @ net.fc.weight.detach().numpy()[0], rtol=1e-10)
 
 
 def logit_with_shift(net, x, module, v, t, k):

@@ -214,3 +214,31 @@ def test_plot_profiles_one_panel_per_result() -> None:
         plot_profiles([])
     with pytest.raises(ValueError):
         plot_profiles(results, titles=["only one"])
+
+
+def test_split_comparison_one_row_per_network_two_panels() -> None:
+    from dataclasses import replace
+
+    from rcvlab.viz.profile import ERRORBAR_NOTE_LOCO, plot_split_comparison
+
+    per = [make_result("efficientnet_lite0"), make_result("mobilenet_v2")]
+    loco = [replace(r, split="leave-one-class-out") for r in per]
+    fig = plot_split_comparison(per, loco)
+    assert len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == [
+        "efficientnet_lite0 — scale: per class",
+        "efficientnet_lite0 — scale: leave-one-class-out",
+        "mobilenet_v2 — scale: per class",
+        "mobilenet_v2 — scale: leave-one-class-out",
+    ]
+    assert all(len(errorbars(ax)) == 3 for ax in fig.axes)
+    (legend,) = fig.legends
+    assert "held-out classes" in legend.get_title().get_text()
+    # a lone leave-one-class-out profile says what its error bars are over
+    one = plot_profile(loco[0])
+    assert one.axes[0].get_legend().get_title().get_text() == ERRORBAR_NOTE_LOCO
+    assert one.axes[0].get_title() == "efficientnet_lite0 — scale (leave-one-class-out)"
+    with pytest.raises(ValueError, match="one held-out profile per"):
+        plot_split_comparison(per, loco[:1])
+    with pytest.raises(ValueError, match="different models"):
+        plot_split_comparison(per, loco[::-1])

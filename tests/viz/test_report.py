@@ -200,8 +200,14 @@ def test_overview_table_links_each_result_and_shows_median() -> None:
     rows = _table_rows(html, "overview")
     assert rows[0][0] == '<a href="#result-1">efficientnet_lite0</a>'
     assert rows[1][0] == '<a href="#result-2">mobile&lt;net&gt;</a>'
-    assert _header(html, "overview")[5] == "median R²"
-    assert rows[0][5] == f"{np.median([0.83, 0.85]):.3f}"
+    assert _header(html, "overview")[3:7] == [
+        "split",
+        "best layer",
+        "test R² mean ± std [95 % CI]",
+        "median R²",
+    ]
+    assert rows[0][3] == "per-class"
+    assert rows[0][6] == f"{np.median([0.83, 0.85]):.3f}"
 
 
 def test_write_profile_run_files_columns_and_atomic_figure(tmp_path, monkeypatch) -> None:
@@ -236,3 +242,116 @@ def test_write_profile_run_files_columns_and_atomic_figure(tmp_path, monkeypatch
         write_profile_run(tmp_path, [result])
     assert files["profile.png"].read_bytes() == b"previous"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# -- leave-one-class-out profiles beside the per-class ones ---------------------------------
+
+
+def _loco_pair(model: str = "toy"):
+    """A per-class and a leave-one-class-out profile of the same planted features."""
+    from rcvlab.probe import probe_layers
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = rng.uniform(0, 1, n)
+    classes = np.repeat(["bird", "car", "kite"], 20)
+    sign = np.where(classes == "kite", -1.0, 1.0)
+    feats = {
+        "same": np.column_stack([y, rng.standard_normal(n)]) + 0.01 * rng.standard_normal((n, 2)),
+        "flip": np.column_stack([sign * y, rng.standard_normal(n)]),
+    }
+    rnd = {k: rng.standard_normal(v.shape) for k, v in feats.items()}
+    kw = dict(classes=classes, random_features=rnd)
+    per = probe_layers(feats, y, reps=3, **kw).with_meta(model=model, measure="scale")
+    loco = probe_layers(feats, y, split="leave-one-class-out", **kw)
+    return per, loco.with_meta(model=model, measure="scale")
+
+
+def test_loco_section_shows_split_and_held_out_classes() -> None:
+    per, loco = _loco_pair()
+    html = render_report([per, loco], title="t", figures={}, environment=ENV)
+    assert [r[3] for r in _table_rows(html, "overview")] == ["per-class", "leave-one-class-out"]
+    assert "toy — scale (leave-one-class-out)" in html
+    assert "fitted on all other classes, R² on the held-out class" in html
+    assert "one split per class, 95 % CI a Student-t interval over the held-out classes" in html
+    assert "held-out classes</dt><dd>bird, car, kite</dd>" in html
+    # the loco section has one column per held-out class, with its R²
+    sections = html.split('<section id="result-2">')[1]
+    head = _header(sections, "layers")
+    assert head[5:8] == ["bird held out", "car held out", "kite held out"]
+    rows = _table_rows(sections, "layers")
+    flip = loco.score("flip").r2_by_class
+    assert rows[1][5:8] == [fmt_num(flip[c][0]) for c in ("bird", "car", "kite")]
+    assert flip["kite"][0] < 0 < per.score("flip").r2_mean
+
+
+def test_split_comparison_section_table() -> None:
+    from rcvlab.report.html import split_comparison_section
+
+    per, loco = _loco_pair()
+    html = split_comparison_section([per], [loco], notes=["a <note>"])
+    assert "a &lt;note&gt;" in html and "<h3>toy</h3>" in html
+    head = _header(html, "layers")
+    assert head[:7] == [
+        "#",
+        "layer",
+        "per class R²",
+        "per class random R²",
+        "held-out R²",
+        "held-out random R²",
+        "held-out shuffled R²",
+    ]
+    rows = _table_rows(html, "layers")
+    for row, layer in zip(rows, ("same", "flip"), strict=True):
+        assert row[2] == fmt_num(per.score(layer).r2_mean)
+        assert row[3] == fmt_num(per.score(layer, "random").r2_mean)
+        assert row[4] == fmt_num(loco.score(layer).r2_mean)
+        assert row[5] == fmt_num(loco.score(layer, "random").r2_mean)
+        assert row[6] == fmt_num(loco.score(layer, "shuffled").r2_mean)
+    # per class the sign flip costs nothing (flip, noiseless, is best); held out it fails
+    assert [r[1] for r in rows] == ["same ◆", "flip ★"]
+    with pytest.raises(ValueError):
+        split_comparison_section([per], [])
+
+
+def test_write_profile_run_with_held_out_profiles(tmp_path) -> None:
+    import pandas as pd
+
+    from rcvlab.report.run import write_profile_run
+
+    per, loco = _loco_pair()
+    per2, loco2 = _loco_pair("net2")
+    files = write_profile_run(tmp_path, [per, per2], held_out=[loco, loco2])
+    names = {
+        "profile.json",
+        "profile_net2.json",
+        "profile_loco.json",
+        "profile_loco_net2.json",
+        "profile.csv",
+        "profile.png",
+        "profile_splits.png",
+        "skipped.csv",
+        "report.html",
+    }
+    assert {p.name for p in tmp_path.iterdir()} == names
+    assert ProfileResult.from_json(files["profile_loco.json"]).split == "leave-one-class-out"
+    assert ProfileResult.from_json(files["profile_loco_net2.json"]).model == "net2"
+    assert ProfileResult.from_json(files["profile.json"]) == per
+    csv = pd.read_csv(files["profile.csv"])
+    assert list(csv.columns) == ["model", "weights", *ProfileResult.frame_columns]
+    assert csv.groupby(["model", "split"]).size().to_dict() == {
+        ("net2", "leave-one-class-out"): 6,
+        ("net2", "per-class"): 6,
+        ("toy", "leave-one-class-out"): 6,
+        ("toy", "per-class"): 6,
+    }
+    rows = csv[(csv.model == "toy") & (csv.split == "leave-one-class-out")]
+    np.testing.assert_allclose(
+        rows[rows.profile == "model"].r2_mean, [s.r2_mean for s in loco.profiles["model"]]
+    )
+    assert (rows.n_reps == 3).all()
+    html = files["report.html"].read_text()
+    assert html.count("<img ") == 2 and "Per class versus leave-one-class-out" in html
+    assert files["profile_splits.png"].read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="1 held-out profiles for 2"):
+        write_profile_run(tmp_path, [per, per2], held_out=[loco])

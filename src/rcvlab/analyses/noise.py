@@ -28,6 +28,7 @@ from rcvlab.features.pooling import corrected_gap, gap
 from rcvlab.features.receptive import padding_masks
 from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model, as_model
+from rcvlab.models.state import borrowed
 from rcvlab.probe.fit import check_regressor, fit_predict
 from rcvlab.probe.stats import mean_ci95, r2_score
 from rcvlab.progress import progress_bar
@@ -364,7 +365,9 @@ def noise_size(
     Parameters
     ----------
     model : str or Model
-        Registry name (loaded with ``weights`` and ``seed``) or a loaded model.
+        Registry name (loaded with ``weights`` and ``seed``) or a loaded model. Its module
+        runs on ``device`` in eval mode and comes back as it was given (device, memory
+        format, every submodule's ``training`` flag).
     weights : str, optional
         ``imagenet`` (default), ``random`` or a state-dict path; only with a model name
         (a loaded Model has its weights).
@@ -484,13 +487,12 @@ def _features(
     progress: bool | Callable[[int, int], None],
 ) -> dict[str, dict[str, np.ndarray]]:
     """Both poolings of every layer from one forward pass per batch of equal-size images."""
-    module = model.module.to(dev).eval()
     mean = torch.tensor(model.preprocessing.mean, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(model.preprocessing.std, device=dev).view(1, 3, 1, 1)
     n = len(images)
     res: dict[str, dict[str, np.ndarray]] = {"gap": {}, "corrected-gap": {}}
     bar = progress_bar(progress, n, f"noise {model.name} ({model.weights})")
-    with bar as tick:
+    with borrowed(model.module, dev) as module, bar as tick:
         for s in sorted(set(widths.tolist())):
             idx = np.flatnonzero(widths == s)
             pools = {sp.name: _both(corrected_gap(masks[s][sp.name])) for sp in specs}

@@ -12,7 +12,7 @@ from rcvlab.errors import RcvlabError
 from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
 from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_min_std, check_regressor
-from rcvlab.probe.profile import check_measure, check_split_options, probe_layers
+from rcvlab.probe.profile import check_measure, check_split, check_split_options, probe_layers
 from rcvlab.probe.result import ProfileResult
 from rcvlab.result import provenance
 
@@ -32,7 +32,8 @@ def layer_profile(
     reps: int = 10,
     test_fraction: float = 0.3,
     seed: int = 0,
-    per_class: bool = True,
+    per_class: bool | None = None,
+    split: str | None = None,
     batch_size: int = 32,
     pooling: str = "gap",
     cache_dir: str | os.PathLike[str] | None = None,
@@ -46,8 +47,13 @@ def layer_profile(
     """Profile how linearly ``measure`` is encoded in every layer of ``model``.
 
     Extracts pooled features of the model (and of its random-weights twin, seeded with
-    ``seed``), then fits RCVs on repeated train/test splits per object class and pools the
-    test R² over classes and repetitions (:func:`rcvlab.probe.probe_layers`).
+    ``seed``), then fits RCVs and scores them by held-out R²
+    (:func:`rcvlab.probe.probe_layers`): by default on repeated train/test splits within
+    each object class, pooling the test R² over classes and repetitions (the papers'
+    protocol); with ``split="leave-one-class-out"`` fitted on all classes but one and
+    scored on the held-out class, for every class. With ``cache_dir`` the features are
+    extracted once and read back by later calls (e.g. a second call with another
+    ``split`` costs only the regressions).
 
     Parameters
     ----------
@@ -57,14 +63,19 @@ def layer_profile(
         Images with the measure (``rcvlab.data.open_data``).
     baselines : sequence of {"random", "shuffled"}
         Which baselines to run in the same call.
-    per_class : bool
-        Probe each object class separately and average (as the papers do), when the data
-        has classes.
+    split : {"per-class", "pooled", "leave-one-class-out"}, optional
+        How images are split into training and test sides (see
+        :func:`rcvlab.probe.probe_layers`). Default: ``"per-class"`` when the data has
+        classes (as the papers do), else ``"pooled"``. ``"per-class"`` and
+        ``"leave-one-class-out"`` need classes; the latter at least two.
+    per_class : bool, optional
+        The older spelling: True is the default above, False is ``split="pooled"``. Give
+        ``split`` or ``per_class``, not two that disagree.
     min_std : float, optional
         Standardisation guard of the RCV fits (:func:`rcvlab.probe.probe_layers`): None or
         0 (the default) is the papers' plain standardisation.
     min_images : int
-        Minimum number of images with a measure value (per class when ``per_class``).
+        Minimum number of images with a measure value (per class unless pooled).
     command : str
         The command line recorded in ``meta``.
 
@@ -80,10 +91,12 @@ def layer_profile(
     Raises
     ------
     RcvlabError
-        Bad options, checked before any image is read.
+        Bad options, checked before any image is read (an unknown split, a split that needs
+        classes on data without classes, ``split`` and ``per_class`` that disagree).
     DataError
         A measure that is constant, has no value, an infinite value or too few values
-        (per class when ``per_class``), found before any feature is extracted.
+        (per class unless pooled), or fewer than two classes for leave-one-class-out, found
+        before any feature is extracted.
     """
     unknown = set(baselines) - set(BASELINES)
     if unknown:
@@ -93,17 +106,20 @@ def layer_profile(
     check_regressor(regressor, alpha)
     check_split_options(reps, test_fraction, seed)
     check_min_std(min_std)
+    split = _resolve_split(split, per_class)
+    if split is not None:
+        check_split(split, True)  # the name; whether the data has classes is checked below
     model = as_model(model, weights, seed)
     model.resolve(layers)  # unknown layer names fail here, before the data is read
     data = as_image_set(data)
     y = data.measure(measure)
+    has_classes = data.classes is not None
+    if split is None:
+        split = "per-class" if has_classes else "pooled"
+    split = check_split(split, has_classes)
+    classes = data.classes if split != "pooled" else None
     # Everything about the measure alone is checked before the (long) extraction.
-    check_measure(
-        y,
-        data.classes if per_class else None,
-        min_images=min_images,
-        name=f"measure {measure!r}",
-    )
+    check_measure(y, classes, min_images=min_images, name=f"measure {measure!r}", split=split)
     kw = dict(
         layers=layers,
         batch_size=batch_size,
@@ -117,7 +133,6 @@ def layer_profile(
     random_feats = None
     if "random" in baselines:
         random_feats = extract_features(model.twin("random", seed), data, **kw)
-    classes = data.classes if per_class else None
     kept, no_positions = _layers_with_positions(feats, model)
     res = probe_layers(
         dict(feats),
@@ -133,6 +148,7 @@ def layer_profile(
         layers=kept,
         min_std=min_std,
         min_images=min_images,
+        split=split,
     )
     skipped = skipped_items(data, feats)
     info = {
@@ -160,6 +176,19 @@ def layer_profile(
             "feature_cache_key": feats.key,
         },
     )
+
+
+def _resolve_split(split: str | None, per_class: bool | None) -> str | None:
+    """``split`` from the two spellings (None: the data decides), or a one-line error."""
+    if per_class is None:
+        return split
+    if not isinstance(per_class, bool):
+        raise RcvlabError(f"per_class must be True or False, got {per_class!r}")
+    if split is None:
+        return None if per_class else "pooled"
+    if per_class != (split != "pooled"):
+        raise RcvlabError(f"per_class={per_class} contradicts split={split!r}; give only split=")
+    return split
 
 
 def _layers_with_positions(feats: FeatureSet, model: Model) -> tuple[list[str], list[str]]:

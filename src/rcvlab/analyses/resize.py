@@ -43,6 +43,7 @@ from rcvlab.analyses.common import check_int
 from rcvlab.data.base import ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.models.registry import RESAMPLE, Model, load_model
+from rcvlab.models.state import borrowed
 from rcvlab.probe.stats import mean_ci95
 from rcvlab.progress import progress_bar
 from rcvlab.result import Result, jsonable, provenance
@@ -157,23 +158,23 @@ def min_input_size(
     if known is not None:
         return known
     dev = choose_device(device)
-    module = model.module.to(dev).eval()
-    out, _ = _blank_forward(module, lo_req, dev, channels_last)
-    if out is not None:
-        return lo_req
-    out, err_hi = _blank_forward(module, hi_req, dev, channels_last)
-    if out is None:
-        raise RcvlabError(
-            f"{model.name} fails on {lo_req}-px and on {hi_req}-px inputs ({err_hi}); the sweep "
-            "needs a network that accepts any input size (a CNN with global pooling)."
-        )
-    lo, hi = lo_req, hi_req  # lo fails, hi runs
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _blank_forward(module, mid, dev, channels_last)[0] is None:
-            lo = mid
-        else:
-            hi = mid
+    with borrowed(model.module, dev, channels_last=channels_last) as module:
+        out, _ = _blank_forward(module, lo_req, dev, channels_last)
+        if out is not None:
+            return lo_req
+        out, err_hi = _blank_forward(module, hi_req, dev, channels_last)
+        if out is None:
+            raise RcvlabError(
+                f"{model.name} fails on {lo_req}-px and on {hi_req}-px inputs ({err_hi}); the "
+                "sweep needs a network that accepts any input size (a CNN with global pooling)."
+            )
+        lo, hi = lo_req, hi_req  # lo fails, hi runs
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _blank_forward(module, mid, dev, channels_last)[0] is None:
+                lo = mid
+            else:
+                hi = mid
     return hi
 
 
@@ -220,9 +221,9 @@ def class_probabilities(
 
     (interp,) = parse_interps([interp])
     dev = choose_device(device)
-    module = model.module.to(dev).eval()
     x = resized_batch(model, images, int(size), interp)
-    return _softmax(module, x, dev, channels_last).cpu().numpy()
+    with borrowed(model.module, dev, channels_last=channels_last) as module:
+        return _softmax(module, x, dev, channels_last).cpu().numpy()
 
 
 def _softmax(
@@ -535,7 +536,9 @@ def resize_sweep(
     ----------
     model : Model, str or torch.nn.Module
         A loaded model, a registry name (loaded with ``weights`` and ``seed``), or a plain
-        classifier module (ImageNet normalisation, trained size 224).
+        classifier module (ImageNet normalisation, trained size 224). The module runs on
+        ``device`` in eval mode and comes back as it was given: device, memory format,
+        every submodule's ``training`` flag (:func:`rcvlab.models.state.borrowed`).
     data : ImageSet
         Images with class indices (:func:`rcvlab.data.filled.class_indices`): ``filled``,
         ``labels:FILE.csv``, ``synsets:DIR`` ...
@@ -606,91 +609,89 @@ def resize_sweep(
     elif isinstance(model, str):
         model = load_model(model, "imagenet" if weights is None else weights, seed=seed)
 
-    # every check that needs the network, before any image is decoded
-    module = model.module.to(dev)
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    module.eval()
-    lowest = min_input_size(model, size_list, device=dev, channels_last=channels_last)
-    below = [s for s in size_list if s < lowest]
-    if below:
-        name = "Size" if len(below) == 1 else "Sizes"
-        raise RcvlabError(
-            f"{name} {', '.join(map(str, below))} px {'is' if len(below) == 1 else 'are'} below "
-            f"the smallest input {model.name} accepts ({lowest} px); start the sizes at {lowest} "
-            f"or above, e.g. --sizes {lowest}:{max(size_list)}:25."
-        )
-    out, err = _blank_forward(module, size_list[0], dev, channels_last)
-    if out is None:
-        raise RcvlabError(f"{model.name} fails on a {size_list[0]}-px input: {err}.")
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise RcvlabError(
-            f"The output of {model.name} is not a (batch, classes) tensor of logits; the sweep "
-            "needs the full classifier."
-        )
-    n_out = int(out.shape[1])
-    _check_labels(data, labels, n_out, model.name)
+    # every check that needs the network, before any image is decoded; the module is
+    # borrowed: it comes back on its own device, in its own memory format and modes
+    with borrowed(model.module, dev, channels_last=channels_last) as module:
+        lowest = min_input_size(model, size_list, device=dev, channels_last=channels_last)
+        below = [s for s in size_list if s < lowest]
+        if below:
+            name = "Size" if len(below) == 1 else "Sizes"
+            raise RcvlabError(
+                f"{name} {', '.join(map(str, below))} px {'is' if len(below) == 1 else 'are'} "
+                f"below the smallest input {model.name} accepts ({lowest} px); start the sizes "
+                f"at {lowest} or above, e.g. --sizes {lowest}:{max(size_list)}:25."
+            )
+        out, err = _blank_forward(module, size_list[0], dev, channels_last)
+        if out is None:
+            raise RcvlabError(f"{model.name} fails on a {size_list[0]}-px input: {err}.")
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise RcvlabError(
+                f"The output of {model.name} is not a (batch, classes) tensor of logits; the sweep "
+                "needs the full classifier."
+            )
+        n_out = int(out.shape[1])
+        _check_labels(data, labels, n_out, model.name)
 
-    n, ni, ns = len(data), len(interp_list), len(size_list)
-    p = np.full((ni, ns, n), np.nan)
-    top1 = np.zeros((ni, ns, n), dtype=bool)
-    top5 = np.zeros((ni, ns, n), dtype=bool)
-    pred = np.full((ni, ns, n), -1, dtype=np.int64)
-    ok = np.zeros(n, dtype=bool)
-    skipped: list[Skip] = []
-    k_top = min(5, n_out)
-    jobs = [(a, b) for a in range(ni) for b in range(ns)]
-    label = f"resize sweep {model.name} ({model.weights})"
-    pool = ThreadPoolExecutor(max_workers=1)  # resizes the next job while the network runs
-    try:
-        with progress_bar(progress, n * ni * ns, label) as tick:
-            for c0 in range(0, n, batch_size):
-                c1 = min(n, c0 + batch_size)
-                pil, idx = [], []
-                for i in range(c0, c1):
-                    try:
-                        pil.append(data.load(i).convert("RGB"))
-                        idx.append(i)
-                    except DataError as e:
-                        if strict:
-                            raise DataError(
-                                f"{e} (image {data.ids[i]}; drop --strict to skip such images)"
-                            ) from e
-                        skipped.append(Skip(data.ids[i], str(e)))
-                if not pil:
-                    tick((c1 - c0) * len(jobs))
-                    continue
-                ok[idx] = True
-                mask = torch.zeros(len(idx), n_out, dtype=torch.bool)
-                for r, i in enumerate(idx):
-                    mask[r, list(labels[i])] = True  # type: ignore[arg-type]
-                mask = mask.to(dev)
+        n, ni, ns = len(data), len(interp_list), len(size_list)
+        p = np.full((ni, ns, n), np.nan)
+        top1 = np.zeros((ni, ns, n), dtype=bool)
+        top5 = np.zeros((ni, ns, n), dtype=bool)
+        pred = np.full((ni, ns, n), -1, dtype=np.int64)
+        ok = np.zeros(n, dtype=bool)
+        skipped: list[Skip] = []
+        k_top = min(5, n_out)
+        jobs = [(a, b) for a in range(ni) for b in range(ns)]
+        label = f"resize sweep {model.name} ({model.weights})"
+        pool = ThreadPoolExecutor(max_workers=1)  # resizes the next job while the network runs
+        try:
+            with progress_bar(progress, n * ni * ns, label) as tick:
+                for c0 in range(0, n, batch_size):
+                    c1 = min(n, c0 + batch_size)
+                    pil, idx = [], []
+                    for i in range(c0, c1):
+                        try:
+                            pil.append(data.load(i).convert("RGB"))
+                            idx.append(i)
+                        except DataError as e:
+                            if strict:
+                                raise DataError(
+                                    f"{e} (image {data.ids[i]}; drop --strict to skip such images)"
+                                ) from e
+                            skipped.append(Skip(data.ids[i], str(e)))
+                    if not pil:
+                        tick((c1 - c0) * len(jobs))
+                        continue
+                    ok[idx] = True
+                    mask = torch.zeros(len(idx), n_out, dtype=torch.bool)
+                    for r, i in enumerate(idx):
+                        mask[r, list(labels[i])] = True  # type: ignore[arg-type]
+                    mask = mask.to(dev)
 
-                def make(job: tuple[int, int], pil=pil) -> torch.Tensor:
-                    return resized_batch(model, pil, size_list[job[1]], interp_list[job[0]])
+                    def make(job: tuple[int, int], pil=pil) -> torch.Tensor:
+                        return resized_batch(model, pil, size_list[job[1]], interp_list[job[0]])
 
-                pending = pool.submit(make, jobs[0])
-                for j, (a, b) in enumerate(jobs):
-                    x = pending.result()
-                    if j + 1 < len(jobs):
-                        pending = pool.submit(make, jobs[j + 1])
-                    try:
-                        prob = _softmax(module, x, dev, channels_last)
-                    except torch.OutOfMemoryError:
-                        raise RcvlabError(
-                            f"Out of memory at {size_list[b]} px with {len(idx)} images per "
-                            "batch; lower --batch-size or the largest of --sizes."
-                        ) from None
-                    best = prob.topk(k_top, dim=1).indices
-                    p[a, b, idx] = (prob * mask).sum(1).double().cpu().numpy()
-                    top1[a, b, idx] = mask.gather(1, best[:, :1]).any(1).cpu().numpy()
-                    top5[a, b, idx] = mask.gather(1, best).any(1).cpu().numpy()
-                    pred[a, b, idx] = best[:, 0].cpu().numpy()
-                    tick(c1 - c0)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+                    pending = pool.submit(make, jobs[0])
+                    for j, (a, b) in enumerate(jobs):
+                        x = pending.result()
+                        if j + 1 < len(jobs):
+                            pending = pool.submit(make, jobs[j + 1])
+                        try:
+                            prob = _softmax(module, x, dev, channels_last)
+                        except torch.OutOfMemoryError:
+                            raise RcvlabError(
+                                f"Out of memory at {size_list[b]} px with {len(idx)} images per "
+                                "batch; lower --batch-size or the largest of --sizes."
+                            ) from None
+                        best = prob.topk(k_top, dim=1).indices
+                        p[a, b, idx] = (prob * mask).sum(1).double().cpu().numpy()
+                        top1[a, b, idx] = mask.gather(1, best[:, :1]).any(1).cpu().numpy()
+                        top5[a, b, idx] = mask.gather(1, best).any(1).cpu().numpy()
+                        pred[a, b, idx] = best[:, 0].cpu().numpy()
+                        tick(c1 - c0)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
     if not ok.any():
         first = skipped[0].reason if skipped else "unknown"
         raise DataError(

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rcvlab.errors import DataError, UnknownNameError, did_you_mean
@@ -454,12 +455,124 @@ class ArrayImageSet(ImageSet):
         return h.hexdigest()
 
 
+class TensorImageSet(ImageSet):
+    """Images already preprocessed into a float32 ``(n, 3, H, W)`` tensor.
+
+    The tensor goes to the network as it is: no resize, no normalisation (it must be what
+    the model expects, e.g. from its own transform). Its rows cannot be shown as pictures,
+    so :meth:`load` (and measures computed from the images) raise :class:`DataError`;
+    feature extraction reads :meth:`batch` instead.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        float32, shape ``(n, 3, H, W)``; kept on its device (detached).
+    measures, ids, classes, groups, source, ...
+        As for :class:`ImageSet`.
+
+    Raises
+    ------
+    DataError
+        A tensor of another rank, channel count or dtype (one line with the fix).
+    """
+
+    def __init__(
+        self,
+        tensor: torch.Tensor,
+        measures: dict[str, Sequence[float] | np.ndarray] | None = None,
+        **kw: object,
+    ) -> None:
+        check_float_batch(tensor)
+        self.tensor = tensor.detach()
+        ids = kw.pop("ids", None) or [f"tensor[{i}]" for i in range(tensor.shape[0])]
+        super().__init__(ids, measures or {}, **kw)  # type: ignore[arg-type]
+
+    @property
+    def spatial_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the images."""
+        return int(self.tensor.shape[2]), int(self.tensor.shape[3])
+
+    def batch(self, i0: int, i1: int) -> torch.Tensor:
+        """Images ``[i0, i1)`` as they are; :class:`DataError` if they hold NaN or inf."""
+        x = self.tensor[i0:i1]
+        if not bool(torch.isfinite(x).all()):
+            raise DataError(
+                f"Images {i0}-{i1 - 1} of the float tensor hold NaN or infinite values; "
+                "fix the tensor (torch.isfinite(x).all(dim=(1, 2, 3)) finds them)."
+            )
+        return x
+
+    def _load(self, i: int) -> Image.Image:
+        raise DataError(
+            f"{self.ids[i]} is an already preprocessed tensor row, not a picture; pass uint8 "
+            "images (array or tensor) to analyses that need the pictures."
+        )
+
+    def _fingerprint_payload(self) -> object:
+        h = hashlib.sha256(f"{tuple(self.tensor.shape)} {self.tensor.dtype}".encode())
+        rows = self.tensor.cpu()
+        for row in rows:  # one image at a time: no second copy of the whole tensor
+            h.update(row.contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> ImageSet:
+        """Return the rows ``index`` (in that order) as a new :class:`TensorImageSet`."""
+        idx = np.asarray(index, dtype=np.int64)
+        n = len(self)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise DataError(f"Subset index out of range for a set of {n} images.")
+        return TensorImageSet(
+            self.tensor[torch.as_tensor(idx, device=self.tensor.device)],
+            {k: v[idx] for k, v in self.measures.items()},
+            ids=[self.ids[i] for i in idx],
+            classes=None if self.classes is None else self.classes[idx],
+            groups=None if self.groups is None else self.groups[idx],
+            skipped=self.skipped,
+            source=self.source,
+            strict=self.strict,
+        )
+
+
+def check_float_batch(x: torch.Tensor) -> torch.Tensor:
+    """Check a preprocessed batch: float32, shape ``(n, 3, H, W)``; return it.
+
+    Raises
+    ------
+    DataError
+        One line naming the shape or dtype and the fix.
+    """
+    shape = tuple(x.shape)
+    if x.dtype != torch.float32:
+        raise DataError(
+            f"A preprocessed image tensor must be float32, got {x.dtype} (shape {shape}); "
+            "convert it with x.float(), or pass uint8 pixels (0-255) for rcvlab to preprocess."
+        )
+    if x.ndim != 4:
+        fix = "add the batch dimension: x.unsqueeze(0)" if x.ndim == 3 else "pass a batch"
+        raise DataError(
+            f"A preprocessed image tensor must have shape (n, 3, H, W), got {shape}; {fix}."
+        )
+    if shape[1] != 3:
+        fix = (
+            "permute it: x.permute(0, 3, 1, 2)"
+            if shape[3] == 3
+            else "repeat a grey channel (x.expand(-1, 3, -1, -1)) or drop alpha (x[:, :3])"
+        )
+        raise DataError(
+            f"A preprocessed image tensor must have 3 channels in dim 1, (n, 3, H, W), "
+            f"got shape {shape}; {fix}."
+        )
+    return x
+
+
 __all__ = [
     "ArrayImageSet",
     "FileImageSet",
     "ImageSet",
     "Skip",
     "SubsetImageSet",
+    "TensorImageSet",
+    "check_float_batch",
     "limit_per_class",
     "read_grey",
     "read_rgb",

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import replace
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
 
-from rcvlab.data.base import ArrayImageSet, ImageSet, Skip, to_rgb
+from rcvlab.data.base import (
+    ArrayImageSet,
+    ImageSet,
+    Skip,
+    TensorImageSet,
+    check_float_batch,
+    to_rgb,
+)
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.cache import (
     CacheError,
@@ -24,12 +33,23 @@ from rcvlab.features.cache import (
 )
 from rcvlab.features.hooks import Pool, capture
 from rcvlab.features.pooling import get_pooling, layer_pools
-from rcvlab.models.layers import LayerSpec
+from rcvlab.models.layers import LayerSpec, Reshape
 from rcvlab.models.registry import Model, load_model
+from rcvlab.models.state import borrowed
 from rcvlab.progress import progress_bar
 
 # Passes of compute-missing-then-read before a cache that keeps losing files is an error.
 _CACHE_PASSES = 4
+
+T = TypeVar("T")
+#: What :func:`extract_features` reads images from (see its ``data`` parameter).
+Images = (
+    ImageSet | np.ndarray | torch.Tensor | Sequence[Image.Image | np.ndarray] | Iterable[object]
+)
+# One preprocessed batch: rows [i0, i1) of the data, the network input of the readable ones
+# (None if none is), their positions within the rows, and why the others were skipped.
+Loaded = tuple[int, int, torch.Tensor | None, list[int], dict[int, Skip]]
+_END = object()
 
 
 class FeatureSet(dict[str, np.ndarray]):
@@ -84,25 +104,264 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-def as_image_set(data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray]) -> ImageSet:
-    """Accept an :class:`ImageSet`, an ``(n, H, W, 3)`` uint8 array or a list of images."""
+def uint8_nhwc(x: torch.Tensor) -> np.ndarray:
+    """A uint8 image tensor ``(n, 3, H, W)`` or ``(n, H, W, 3)`` as an ``(n, H, W, 3)`` array.
+
+    A tensor whose dim 1 has size 3 is read as channels-first (PyTorch's convention).
+
+    Raises
+    ------
+    DataError
+        Another rank or channel count (one line with the fix).
+    """
+    shape = tuple(x.shape)
+    if x.ndim != 4:
+        fix = "add the batch dimension: x.unsqueeze(0)" if x.ndim == 3 else "pass a batch"
+        raise DataError(
+            f"A uint8 image tensor must have shape (n, 3, H, W) or (n, H, W, 3), got {shape}; "
+            f"{fix}."
+        )
+    if shape[1] == 3:
+        x = x.permute(0, 2, 3, 1)
+    elif shape[3] != 3:
+        raise DataError(
+            f"A uint8 image tensor must have 3 colour channels, (n, 3, H, W) or (n, H, W, 3), "
+            f"got shape {shape}; repeat a grey channel three times or drop the alpha channel."
+        )
+    return np.ascontiguousarray(x.detach().cpu().numpy())
+
+
+def tensor_image_set(x: torch.Tensor) -> ImageSet:
+    """An image tensor as an :class:`ImageSet`.
+
+    uint8 (pixels 0-255, ``(n, 3, H, W)`` or ``(n, H, W, 3)``) becomes an
+    :class:`ArrayImageSet`, preprocessed by the model like any array (same fingerprint as
+    the equivalent ``(n, H, W, 3)`` array, so both share cache entries); float32
+    ``(n, 3, H, W)`` is already preprocessed (:class:`TensorImageSet`, used as it is).
+
+    Raises
+    ------
+    DataError
+        Another dtype, rank or channel count (one line with the fix).
+    """
+    if x.dtype == torch.uint8:
+        return ArrayImageSet(list(uint8_nhwc(x)))
+    if x.is_floating_point():
+        return TensorImageSet(x)
+    raise DataError(
+        f"An image tensor must be uint8 (pixels 0-255, preprocessed by rcvlab) or float32 "
+        f"(already preprocessed); got {x.dtype} with shape {tuple(x.shape)}; convert it."
+    )
+
+
+def as_image_set(data: Images) -> ImageSet:
+    """Accept an :class:`ImageSet`, an ``(n, H, W, 3)`` array, an image tensor (see
+    :func:`tensor_image_set`) or a list of images (PIL, ``(H, W, 3)`` arrays, or
+    ``(3, H, W)`` tensors, stacked by the tensor rules).
+
+    Raises
+    ------
+    DataError
+        Images of the wrong shape or type (one line with the fix).
+    RcvlabError
+        Anything else (an iterable of batches is read by :func:`extract_features` only).
+    """
     if isinstance(data, ImageSet):
         return data
-    if isinstance(data, np.ndarray) and data.ndim == 4:
+    if isinstance(data, torch.Tensor):
+        return tensor_image_set(data)
+    if isinstance(data, np.ndarray):
+        if data.ndim != 4:
+            raise DataError(
+                f"An image array must have shape (n, H, W, 3), got {data.shape}"
+                + ("; add the batch dimension: x[None]." if data.ndim == 3 else ".")
+            )
         return ArrayImageSet(list(data))
-    if isinstance(data, Sequence):
+    if isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        if data and all(isinstance(im, torch.Tensor) for im in data):
+            if len({tuple(im.shape) for im in data}) != 1:  # type: ignore[union-attr]
+                raise DataError("Image tensors in a list must all have the same shape.")
+            return tensor_image_set(torch.stack(list(data)))  # type: ignore[arg-type]
         return ArrayImageSet(
             [
                 np.asarray(to_rgb(im)) if isinstance(im, Image.Image) else np.asarray(im)
                 for im in data
             ]
         )
-    raise RcvlabError(f"Cannot use {type(data).__name__} as images; pass an ImageSet or arrays.")
+    hint = (
+        " wrap the Dataset in a torch.utils.data.DataLoader"
+        if isinstance(data, torch.utils.data.Dataset)
+        else ""
+    )
+    raise RcvlabError(
+        f"Cannot use {type(data).__name__} as images; pass an ImageSet, a uint8 array, an "
+        f"image tensor or an iterable of batches.{hint}"
+    )
+
+
+def is_batch_stream(data: object) -> bool:
+    """Whether :func:`extract_features` reads ``data`` as an iterable of batches.
+
+    True for a ``DataLoader``, a generator or any other iterable that is not an
+    :class:`ImageSet`, array, tensor or mapping, and for a list whose items are all 4-D
+    batches or ``(images, targets)`` pairs (a list of single images is images).
+    """
+    if isinstance(data, ImageSet | np.ndarray | torch.Tensor | str | bytes | Mapping):
+        return False
+    if isinstance(data, Sequence):
+        return bool(data) and all(
+            isinstance(b, tuple | list)
+            or (isinstance(b, torch.Tensor | np.ndarray) and b.ndim == 4)
+            for b in data
+        )
+    return isinstance(data, Iterable)
+
+
+class BatchStream:
+    """An iterable of image batches, read once, in order (see :func:`extract_features`).
+
+    The first batch is read when the stream is made (its kind and size decide the model's
+    input size); the others by :meth:`loads`, each exactly once.
+    """
+
+    def __init__(self, data: Iterable[object]) -> None:
+        self.total = _stream_total(data)
+        self.it = iter(data)
+        self.k = 0
+        first = self._next()
+        while first is not None and first[1].shape[0] == 0:
+            first = self._next()
+        if first is None:
+            raise DataError("The iterable gave no images to extract features from.")
+        self.first: tuple[str, torch.Tensor | np.ndarray] | None = first
+        self.kind = first[0]
+        self.size = (
+            (int(first[1].shape[2]), int(first[1].shape[3])) if self.kind == "float" else None
+        )
+
+    def _next(self) -> tuple[str, torch.Tensor | np.ndarray] | None:
+        item = next(self.it, _END)
+        if item is _END:
+            return None
+        k, self.k = self.k, self.k + 1
+        try:
+            return _stream_item(item)
+        except DataError as e:
+            raise DataError(f"Batch {k} of the iterable: {e}") from None
+
+    def loads(
+        self, model: Model, *, batch_size: int, resize: str, strict: bool, same_size: bool
+    ) -> Iterator[Loaded]:
+        """Preprocessed pieces of at most ``batch_size`` images, numbered from 0.
+
+        uint8 batches are preprocessed exactly as arrays are (:func:`load_batch`); float
+        batches go as they are. ``same_size``: every float batch must have the first one's
+        height and width (corrected GAP's positions depend on it).
+        """
+        i = 0
+        item, self.first = self.first, None
+        while item is not None:
+            kind, arr = item
+            k = self.k - 1
+            if kind != self.kind:
+                raise DataError(
+                    f"Batch {k} of the iterable is {kind} and the first one {self.kind}; "
+                    "give every batch as uint8 pixels or every batch preprocessed (float32)."
+                )
+            if same_size and kind == "float" and tuple(arr.shape[2:]) != self.size:
+                raise DataError(
+                    f"Batch {k} of the iterable is {tuple(arr.shape[2:])} px and the first "
+                    f"one {self.size}; corrected GAP needs one input size for every batch."
+                )
+            for j0 in range(0, arr.shape[0], batch_size):
+                piece = arr[j0 : j0 + batch_size]
+                m = int(piece.shape[0])
+                if kind == "float":
+                    if not bool(torch.isfinite(piece).all()):
+                        raise DataError(
+                            f"Batch {k} of the iterable holds NaN or infinite values; fix it."
+                        )
+                    yield i, i + m, piece, list(range(m)), {}
+                else:
+                    ids = [f"batch {k} image {j0 + j}" for j in range(m)]
+                    part = ArrayImageSet(list(piece), ids=ids)
+                    x, ok, bad = load_batch(model, part, 0, m, resize=resize, strict=strict)
+                    yield i, i + m, x, ok, {i + j: s for j, s in bad.items()}
+                i += m
+            item = self._next()
+
+
+def _stream_item(item: object) -> tuple[str, torch.Tensor | np.ndarray]:
+    """``("float", (n, 3, H, W) tensor)`` or ``("uint8", (n, H, W, 3) array)`` of a batch."""
+    x = item[0] if isinstance(item, tuple | list) and item else item
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.ndim == 3:
+            raise DataError(
+                f"got one image of shape {tuple(x.shape)}, not a batch; iterate a DataLoader, "
+                "not a Dataset"
+            )
+        if x.dtype == torch.uint8:
+            return "uint8", uint8_nhwc(x)
+        if x.is_floating_point():
+            return "float", check_float_batch(x)
+        raise DataError(
+            f"an image tensor must be uint8 (pixels 0-255) or float32 (already "
+            f"preprocessed), got {x.dtype}"
+        )
+    if isinstance(x, np.ndarray):
+        if x.ndim != 4 or x.shape[3] != 3:
+            raise DataError(f"an image array batch must be (n, H, W, 3), got {x.shape}")
+        return "uint8", x
+    raise DataError(
+        f"got a {type(x).__name__}; each batch must be an image tensor, an (n, H, W, 3) "
+        "array, or an (images, targets) pair"
+    )
+
+
+def _stream_total(data: Iterable[object]) -> int:
+    """Images the iterable will give, when known without reading it (else 0)."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(data, DataLoader) and data.batch_size is not None:
+        try:
+            n = len(data.sampler)  # type: ignore[arg-type]
+        except TypeError:
+            return 0
+        return n - n % data.batch_size if data.drop_last else n
+    if isinstance(data, Sequence):
+        return sum(
+            int((b[0] if isinstance(b, tuple | list) and b else b).shape[0])  # type: ignore[union-attr]
+            for b in data
+        )
+    return 0
+
+
+def prefetch(items: Iterator[T]) -> Iterator[T]:
+    """Yield the items of ``items``, making item k+1 in a thread while the caller uses item k.
+
+    Each item is made exactly once, in order, and at most one ahead. Closing the generator
+    (or an error) waits for the item in the making, then closes ``items``.
+    """
+    ex = ThreadPoolExecutor(max_workers=1)
+    try:
+        pending = ex.submit(next, items, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = ex.submit(next, items, _END)
+            yield item  # type: ignore[misc]
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def extract_features(
     model: Model | nn.Module,
-    data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray],
+    data: Images,
     layers: Sequence[str] | str | None = None,
     *,
     batch_size: int = 32,
@@ -115,6 +374,8 @@ def extract_features(
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
     channels_last: bool = True,
+    layout: str | Mapping[str, str] | None = None,
+    reshape: Reshape | Mapping[str, Reshape] | None = None,
 ) -> FeatureSet:
     """Pooled features of every requested layer from one forward pass per batch.
 
@@ -122,13 +383,37 @@ def extract_features(
     ----------
     model : Model or torch.nn.Module
         From :func:`rcvlab.load_model`, or a plain module (then ``layers`` are dotted module
-        paths and ``input_size`` is required).
-    data : ImageSet, ndarray or sequence of images
+        paths and ``input_size`` is required, except with float tensors). The module comes
+        back as it was given: same device, same memory format (strides) of every
+        parameter and buffer, same ``training`` flags, no hooks left
+        (:func:`rcvlab.models.state.borrowed`); it runs on ``device`` in eval mode.
+    data : ImageSet, ndarray, tensor, sequence of images, or iterable of batches
+        Pictures, preprocessed by the model (resize or crop, then its normalisation):
+
+        - an :class:`ImageSet`, an ``(n, H, W, 3)`` array (uint8; other types scaled by
+          :func:`rcvlab.data.base.to_uint8`) or a list of PIL images / ``(H, W, 3)`` arrays;
+        - a uint8 tensor ``(n, 3, H, W)`` or ``(n, H, W, 3)`` (dim 1 of size 3 is read as
+          channels-first), exactly as the same array.
+
+        Or **already preprocessed** input: a float32 tensor ``(n, 3, H, W)`` goes to the
+        network as it is, with no resize and no normalisation (build it with the model's
+        own transform); its ``H, W`` must suit the model and are the input size for
+        corrected GAP (``input_size`` may be left out, also for a plain module).
+
+        Or an iterable of batches, read once: a ``torch.utils.data.DataLoader``, a
+        generator or a list, whose items are such tensors, ``(n, H, W, 3)`` arrays, or
+        ``(images, targets)`` pairs (targets ignored); all uint8 or all float32. Batches
+        larger than ``batch_size`` are split. An iterable is never cached (``cache_dir``
+        and ``shard`` are errors with one): its content cannot be fingerprinted without
+        reading it and may change between passes (shuffling, augmentation). Pass the
+        images as a tensor or array to cache them (tensors and arrays are fingerprinted
+        by content).
     layers : sequence of str or "all", optional
         Layer names (default: every named layer of the model).
     batch_size : int
-    pooling : {"gap", "corrected-gap", "max"}
+    pooling : {"gap", "corrected-gap", "max", "cls"}
         How maps become vectors (inside the forward hooks: memory is O(images x sum of dims)).
+        Token layers: ``gap`` is the mean of the patch tokens, ``cls`` the class token.
         ``corrected-gap`` averages only positions whose receptive field lies inside the
         input (:mod:`rcvlab.features.receptive`); layers with none give NaN features and
         ``positions[layer] == 0``.
@@ -152,9 +437,19 @@ def extract_features(
     strict : bool
         Raise on the first unreadable image instead of skipping and listing it.
     progress : bool or callable
-        Show a progress bar, or call ``progress(done, total)`` after each batch.
+        Show a progress bar, or call ``progress(done, total)`` after each batch (``total``
+        is 0 for an iterable whose length is not known in advance).
     channels_last : bool
-        Run in channels-last memory format (faster for CNNs on CPU).
+        Run in channels-last memory format (faster for CNNs on CPU); the module's own
+        memory format is restored afterwards.
+    layout : str or mapping of str to str, optional
+        How layer outputs are laid out, for every layer or per layer name: ``NCHW``,
+        ``NHWC`` (channels last), ``NLC`` (tokens, the model's prefix tokens first),
+        ``NLC+k`` (``k`` class/register tokens first) or ``NC``. timm models state their
+        own; a plain module's maps are read as ``NCHW``, and its 3-D outputs need this.
+    reshape : callable or mapping of str to callable, optional
+        ``f(output) -> (N, C, H, W)`` applied before pooling, for every layer or per layer
+        name (as pytorch-grad-cam's ``reshape_transform``); overrides ``layout``.
 
     Returns
     -------
@@ -164,48 +459,79 @@ def extract_features(
     Raises
     ------
     RcvlabError
-        A device that does not exist here, or a bad option (before any work).
+        A device that does not exist here, or a bad option (before any work); a cache or
+        shard with an iterable; ``input_size`` different from a float tensor's size.
     CacheError
         A cache folder that cannot be written (checked before any work) or a cache write
         that fails on the way (full disk: what is computed so far stays cached).
     DataError
-        No images, or none readable; with ``strict``, the first unreadable one.
+        No images, or none readable; with ``strict``, the first unreadable one; images of
+        the wrong shape, channel count or dtype, or float tensors holding NaN.
     """
     dev = choose_device(device)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise RcvlabError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if batch_size < 1:
+        raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
+    get_pooling(pooling)
+    if resize not in ("resize", "crop"):
+        raise RcvlabError(f"Unknown resize mode {resize!r}; use 'resize' or 'crop'.")
+    stream = is_batch_stream(data)
+    if stream and (cache_dir is not None or shard is not None):
+        raise RcvlabError(
+            "An iterable of batches is read once and not cached; drop cache_dir/shard, or "
+            "pass the images as one tensor or array to cache them."
+        )
     if cache_dir is not None:
         check_cache_dir(cache_dir)
+    images: ImageSet | BatchStream = BatchStream(data) if stream else as_image_set(data)  # type: ignore[arg-type]
+    if isinstance(images, BatchStream):
+        n, float_size = 0, images.size
+    else:
+        n = len(images)
+        if n == 0:
+            raise DataError("No images to extract features from.")
+        float_size = images.spatial_size if isinstance(images, TensorImageSet) else None
+    if float_size is not None and input_size is not None and float_size != (input_size,) * 2:
+        raise RcvlabError(
+            f"input_size={input_size} does not apply to float tensors of {float_size[0]}x"
+            f"{float_size[1]} px: they go to the network as they are; leave input_size out, "
+            "or resize them yourself."
+        )
     if not isinstance(model, Model):
         model = load_model(
-            model, input_size=input_size, layers=None if layers in (None, "all") else list(layers)
+            model,
+            input_size=input_size if float_size is None else float_size[0],
+            layers=None if layers in (None, "all") else list(layers),
         )
     elif input_size is not None and input_size != model.input_size:
         model = replace(model, preprocessing=replace(model.preprocessing, input_size=input_size))
-    images = as_image_set(data)
-    n = len(images)
-    if n == 0:
-        raise DataError("No images to extract features from.")
-    if batch_size < 1:
-        raise RcvlabError(f"batch_size must be >= 1, got {batch_size}.")
-    specs = model.resolve(layers)
-    get_pooling(pooling)
+    specs = model.resolve(layers, layout=layout, reshape=reshape)
     start, stop = (0, n) if shard is None else (int(shard[0]), int(shard[1]))
-    if not 0 <= start < stop <= n:
+    if not stream and not 0 <= start < stop <= n:
         raise RcvlabError(f"Shard {shard} is outside the data set's range [0, {n}).")
     if shard is not None and cache_dir is None:
         raise RcvlabError("shard=... needs cache_dir=... so shards can be merged.")
 
-    payload = {
-        "model": model.name,
-        "weights": model.weights_id,
-        "layers": [(s.name, s.module, s.kind) for s in specs],
-        "preprocessing": {**model.preprocessing.key(), "mode": resize},
-        "pooling": pooling,
-        "data": images.fingerprint(),
-        "n": n,
-    }
-    key = cache_key(payload)
     names = [s.name for s in specs]
-    pool, linear, positions = layer_pools(pooling, model.module, specs, model.input_size)
+    size = float_size or model.input_size
+    pool, linear, positions = layer_pools(pooling, model.module, specs, size)
+    key = ""
+    if not isinstance(images, BatchStream):
+        payload = {
+            "model": model.name,
+            "weights": model.weights_id,
+            "layers": [s.key() for s in specs],
+            "preprocessing": (
+                {"as_given": list(float_size)}
+                if float_size is not None
+                else {**model.preprocessing.key(), "mode": resize}
+            ),
+            "pooling": pooling,
+            "data": images.fingerprint(),
+            "n": n,
+        }
+        key = cache_key(payload)
     run = partial(
         _run_batches,
         model,
@@ -220,9 +546,12 @@ def extract_features(
         strict=strict,
         progress=progress,
         channels_last=channels_last,
+        same_size=pooling == "corrected-gap",
     )
 
-    if cache_dir is None:
+    if isinstance(images, BatchStream):
+        feats, valid, skipped, done = _read_stream(run)
+    elif cache_dir is None:
         mem: dict[str, np.ndarray] = {}
         valid = np.zeros(n, dtype=bool)
         skipped: dict[int, Skip] = {}
@@ -259,7 +588,7 @@ def extract_features(
     result = FeatureSet((k, feats[k]) for k in names if k in feats)
     if len(result) != len(names):
         raise DataError(
-            f"No image of {images.source or 'the data'} could be read; "
+            f"No image of {getattr(images, 'source', '') or 'the data'} could be read; "
             f"first problem: {next(iter(skipped.values())).reason if skipped else 'unknown'}."
         )
     result.valid = valid
@@ -273,9 +602,33 @@ def extract_features(
 Sink = Callable[[int, int, dict[str, np.ndarray], np.ndarray, dict[int, Skip]], None]
 
 
+def _read_stream(
+    run: Callable[[list[tuple[int, int]], Sink], int],
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[int, Skip], int]:
+    """Features, validity, skips and image count of a :class:`BatchStream` (length unknown
+    until it ends, so the batches are kept and stacked at the end)."""
+    parts: list[tuple[int, int, dict[str, np.ndarray], np.ndarray]] = []
+    skipped: dict[int, Skip] = {}
+
+    def keep(i0: int, i1: int, f: dict[str, np.ndarray], v: np.ndarray, s: dict) -> None:
+        parts.append((i0, i1, f, v))
+        skipped.update(s)
+
+    n = run([], keep)
+    feats: dict[str, np.ndarray] = {}
+    valid = np.zeros(n, dtype=bool)
+    for i0, i1, f, v in parts:
+        for name, arr in f.items():
+            if name not in feats:
+                feats[name] = np.full((n, arr.shape[1]), np.nan, dtype=np.float32)
+            feats[name][i0:i1] = arr
+        valid[i0:i1] = v
+    return feats, valid, skipped, n
+
+
 def _run_batches(
     model: Model,
-    images: ImageSet,
+    images: ImageSet | BatchStream,
     todo: list[tuple[int, int]],
     sink: Sink,
     *,
@@ -289,35 +642,41 @@ def _run_batches(
     strict: bool,
     progress: bool | Callable[[int, int], None],
     channels_last: bool,
+    same_size: bool = False,
 ) -> int:
-    """Forward the index ranges ``todo`` batch by batch, handing each batch to ``sink``.
+    """Forward the index ranges ``todo`` (a stream: all of it) batch by batch, handing each
+    batch to ``sink``.
 
     Returns the number of images that went through the network.
     """
-    total = sum(b - a for a, b in todo)
-    if not total:
-        return 0
-    module = model.module.to(dev)
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    module.eval()
+    loads: Iterator[Loaded]
+    if isinstance(images, BatchStream):
+        total = images.total
+        loads = images.loads(
+            model, batch_size=batch_size, resize=resize, strict=strict, same_size=same_size
+        )
+    else:
+        total = sum(b - a for a, b in todo)
+        if not total:
+            return 0
+        ranges = [(i0, min(i0 + batch_size, b)) for a, b in todo for i0 in range(a, b, batch_size)]
+        loads = (
+            (i0, i1, *load_batch(model, images, i0, i1, resize=resize, strict=strict))
+            for i0, i1 in ranges
+        )
     bar = progress_bar(progress, total, f"extract {model.name} ({model.weights})")
-    batches = [(i0, min(i0 + batch_size, b)) for a, b in todo for i0 in range(a, b, batch_size)]
-    # Decoding and preprocessing of batch k+1 run in a thread while batch k is in the
-    # network (torch releases the GIL), so the forward pass is not kept waiting.
-    pool_ex = ThreadPoolExecutor(max_workers=1)
-    load = partial(load_batch, model, images, resize=resize, strict=strict)
+    done = 0
     try:
+        # Decoding and preprocessing of batch k+1 run in a thread while batch k is in the
+        # network (torch releases the GIL), so the forward pass is not kept waiting.
         with (
+            borrowed(model.module, dev, channels_last=channels_last) as module,
             capture(module, specs, pool, linear=linear) as out,
             torch.inference_mode(),
             bar as tick,
+            closing(prefetch(loads)) as batches,
         ):
-            pending = pool_ex.submit(load, *batches[0])
-            for k, (i0, i1) in enumerate(batches):
-                x, ok_idx, skipped = pending.result()
-                if k + 1 < len(batches):
-                    pending = pool_ex.submit(load, *batches[k + 1])
+            for i0, i1, x, ok_idx, skipped in batches:
                 feats = _forward(
                     module, x, ok_idx, i1 - i0, out, names, dev, channels_last, model.name
                 )
@@ -325,11 +684,11 @@ def _run_batches(
                 valid[ok_idx] = True
                 sink(i0, i1, feats, valid, skipped)
                 tick(i1 - i0)
+                done += i1 - i0
     finally:
-        pool_ex.shutdown(wait=True, cancel_futures=True)
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    return total
+    return done
 
 
 def load_batch(
@@ -340,7 +699,8 @@ def load_batch(
     Parameters
     ----------
     model : Model
-        Its preprocessing is applied.
+        Its preprocessing is applied (not to a :class:`TensorImageSet`, whose rows are
+        already preprocessed and are returned as they are).
     images : ImageSet
     i0, i1 : int
         The range of images.
@@ -354,6 +714,8 @@ def load_batch(
         The ``(k, 3, H, W)`` batch of the readable images (None if there is none), their
         positions within the range, and ``{index in the data set: Skip}`` for the others.
     """
+    if isinstance(images, TensorImageSet):
+        return images.batch(i0, i1), list(range(i1 - i0)), {}
     pil, ok_idx, skipped = [], [], {}
     for i in range(i0, i1):
         try:
@@ -410,7 +772,7 @@ def _forward(
 
 def one_layer(
     model: Model,
-    data: ImageSet | np.ndarray | Sequence[Image.Image | np.ndarray],
+    data: Images,
     layer: str,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -443,17 +805,27 @@ def layer_dims(
     size = input_size or model.input_size
     pool, linear = get_pooling("gap")
     x = torch.zeros(1, 3, size, size)
-    with capture(model.module, specs, pool, linear=linear) as out, torch.inference_mode():
-        model.module.to("cpu").eval()(x)
+    with (
+        borrowed(model.module, "cpu") as module,
+        capture(module, specs, pool, linear=linear) as out,
+        torch.inference_mode(),
+    ):
+        module(x)
     return {s.name: int(out[s.name].shape[1]) for s in specs}
 
 
 __all__ = [
+    "BatchStream",
     "FeatureSet",
+    "Images",
     "as_image_set",
     "choose_device",
     "extract_features",
+    "is_batch_stream",
     "layer_dims",
     "load_batch",
     "one_layer",
+    "prefetch",
+    "tensor_image_set",
+    "uint8_nhwc",
 ]

@@ -9,6 +9,13 @@
     value; :func:`layer_pools` reports the number of positions per layer.
 ``max``
     global max pooling.
+``cls``
+    the class token of a token layer (layout ``NLC`` with prefix tokens); an error on a
+    map or on tokens without a class token.
+
+The hooks hand every pooling an ``(N, C, H, W)`` map or an ``(N, C)`` vector, whatever
+the layer's layout (:func:`rcvlab.features.hooks.to_pooling_input`): a token layer's
+patch tokens arrive as an ``(N, C, L, 1)`` map, so GAP is their mean.
 """
 
 from __future__ import annotations
@@ -19,20 +26,22 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from rcvlab.errors import UnknownNameError, did_you_mean
+from rcvlab.errors import RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.features.hooks import Pool
 from rcvlab.features.receptive import padding_masks
 from rcvlab.models.layers import LayerSpec
 
 
 def gap(x: torch.Tensor) -> torch.Tensor:
-    """Global average pooling: ``(n, c, h, w) -> (n, c)``; vectors pass through unchanged."""
+    """Global average pooling: ``(n, c, h, w) -> (n, c)``; vectors pass through unchanged.
+
+    Token sequences are brought to maps by the hooks first (their layout decides which
+    axis is channels), so a 3-D tensor here is an error, not a guess.
+    """
     if x.ndim == 4:
         return x.mean(dim=(2, 3))
     if x.ndim == 2:
         return x
-    if x.ndim == 3:  # token sequences (n, tokens, c)
-        return x.mean(dim=1)
     raise ValueError(f"cannot pool an output of shape {tuple(x.shape)}")
 
 
@@ -43,13 +52,24 @@ def gmp(x: torch.Tensor) -> torch.Tensor:
     return gap(x)
 
 
+def cls(x: torch.Tensor) -> torch.Tensor:
+    """The class token, handed over by the hooks as ``(n, c)`` (see :data:`POOLINGS`)."""
+    if x.ndim != 2:
+        raise ValueError(f"cls pooling takes the class token (n, c), got {tuple(x.shape)}")
+    return x
+
+
+cls.class_token = True  # type: ignore[attr-defined]  # read by hooks.reads_class_token
+
+
 def corrected_gap(mask: np.ndarray) -> Pool:
     """Average over the positions where ``mask`` is True (see :func:`padding_masks`).
 
     Parameters
     ----------
     mask : ndarray of bool
-        ``(h, w)`` for maps, ``(tokens,)`` for token sequences, ``()`` for vectors.
+        ``(h, w)`` for maps, ``(tokens,)`` for ``(n, tokens, c)`` sequences, ``()`` for
+        vectors.
 
     Returns
     -------
@@ -67,28 +87,28 @@ def corrected_gap(mask: np.ndarray) -> Pool:
         return cache[k]
 
     def pool(x: torch.Tensor) -> torch.Tensor:
-        spatial = tuple(x.shape[2:]) if x.ndim == 4 else tuple(x.shape[1:-1])
-        if x.ndim == 2:
-            spatial = ()
+        if x.ndim not in (2, 3, 4):
+            raise ValueError(f"cannot pool an output of shape {tuple(x.shape)}")
+        spatial = tuple(x.shape[1:2]) if x.ndim == 3 else tuple(x.shape[2:])
         if spatial != mask.shape:
             raise ValueError(
                 f"corrected GAP mask of shape {mask.shape} does not fit an output of shape "
                 f"{tuple(x.shape)} (was the input size changed?)"
             )
         if count == 0:
-            c = x.shape[1] if x.ndim != 3 else x.shape[2]
+            c = x.shape[2] if x.ndim == 3 else x.shape[1]
             return torch.full((x.shape[0], c), float("nan"), dtype=x.dtype, device=x.device)
         if x.ndim == 2:
             return x
-        if x.ndim == 4:
-            # one matrix-vector product per image; channels-last maps are read in place
-            n, c, h, w = x.shape
-            if x.is_contiguous(memory_format=torch.channels_last):
-                return (
-                    weights(x).reshape(1, 1, h * w) @ x.permute(0, 2, 3, 1).reshape(n, h * w, c)
-                )[:, 0]
-            return x.reshape(n, c, h * w) @ weights(x).reshape(h * w)
-        return (weights(x).reshape(1, 1, -1) @ x)[:, 0]
+        if x.ndim == 3:  # (n, tokens, c), tokens already known to be positions
+            return (weights(x).reshape(1, 1, -1) @ x)[:, 0]
+        # one matrix-vector product per image; channels-last maps (NHWC layers included)
+        # are read in place
+        n, c, h, w = x.shape
+        if x.is_contiguous(memory_format=torch.channels_last):
+            rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+            return (weights(x).reshape(1, 1, h * w) @ rows)[:, 0]
+        return x.reshape(n, c, h * w) @ weights(x).reshape(h * w)
 
     return pool
 
@@ -97,6 +117,7 @@ POOLINGS: dict[str, tuple[Pool | None, bool]] = {
     "gap": (gap, True),
     "corrected-gap": (None, True),  # per layer: built from the masks by layer_pools
     "max": (gmp, False),
+    "cls": (cls, True),
 }
 
 
@@ -118,7 +139,7 @@ def layer_pools(
 
     Parameters
     ----------
-    name : {"gap", "corrected-gap", "max"}
+    name : {"gap", "corrected-gap", "max", "cls"}
     module : torch.nn.Module
         The network (for corrected GAP's padding masks; weights do not matter).
     specs : sequence of LayerSpec
@@ -135,8 +156,21 @@ def layer_pools(
         the layer's features are NaN). Empty for ``gap`` and ``max``, which use every
         position (readers take a missing layer as "not counted", e.g.
         ``positions.get(layer, -1)``).
+
+    Raises
+    ------
+    RcvlabError
+        ``corrected-gap`` on a token layer (``NLC``): tokens have no zero padding to
+        leave out.
     """
     pool, linear = get_pooling(name)
+    if name == "corrected-gap":
+        tokens = [s.name for s in specs if s.layout == "NLC" and s.reshape is None]
+        if tokens:
+            raise RcvlabError(
+                f"Corrected GAP does not apply to token layers ({', '.join(tokens)}): tokens "
+                "carry no zero padding; use pooling='gap' (mean of patch tokens) or 'cls'."
+            )
     if pool is not None:
         return {s.name: pool for s in specs}, linear, {}
     masks = padding_masks(module, specs, size)
@@ -144,4 +178,13 @@ def layer_pools(
     return pools, linear, {k: int(v.sum()) for k, v in masks.items()}
 
 
-__all__ = ["POOLINGS", "Pool", "corrected_gap", "gap", "get_pooling", "gmp", "layer_pools"]
+__all__ = [
+    "POOLINGS",
+    "Pool",
+    "cls",
+    "corrected_gap",
+    "gap",
+    "get_pooling",
+    "gmp",
+    "layer_pools",
+]

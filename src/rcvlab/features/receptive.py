@@ -34,6 +34,7 @@ from torch.overrides import TorchFunctionMode
 from rcvlab.errors import RcvlabError
 from rcvlab.features.hooks import capture
 from rcvlab.models.layers import LayerSpec
+from rcvlab.models.state import borrowed, module_device
 
 _NAN = float("nan")
 
@@ -157,7 +158,7 @@ def architecture_key(module: nn.Module) -> str:
     return hashlib.sha1(repr(module).encode()).hexdigest()[:16]
 
 
-_MASKS: dict[tuple[str, int, int, tuple[tuple[str, str, str], ...]], dict[str, np.ndarray]] = {}
+_MASKS: dict[tuple[str, int, int, tuple[tuple[str, ...], ...]], dict[str, np.ndarray]] = {}
 
 
 def padding_masks(
@@ -179,23 +180,23 @@ def padding_masks(
     Returns
     -------
     dict of str to ndarray of bool
-        Per layer, a mask over the output's positions: shape ``(h, w)`` for maps, ``(t,)``
-        for token sequences, ``()`` for vectors (logits, softmax: True only when nothing
-        before them saw padding). ``mask.sum()`` is the number of positions corrected GAP
-        averages; 0 means the layer has none at this input size.
+        Per layer, a mask over the output's positions (after the layer's layout is
+        applied): shape ``(h, w)`` for maps, ``()`` for vectors (logits, softmax: True
+        only when nothing before them saw padding). ``mask.sum()`` is the number of
+        positions corrected GAP averages; 0 means the layer has none at this input size.
     """
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    key = (architecture_key(module), h, w, tuple((s.name, s.module, s.kind) for s in specs))
+    key = (architecture_key(module), h, w, tuple(s.key() for s in specs))
     if key in _MASKS:
         return {k: v.copy() for k, v in _MASKS[key].items()}
-    was_training = module.training
     param = next(module.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = module_device(module)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     x = torch.zeros(1, 3, h, w, device=device, dtype=dtype)
     try:
-        module.eval()
+        # eval mode on the module's own device; every submodule's mode comes back
         with (
+            borrowed(module, device),
             capture(module, specs, _keep, linear=True) as out,
             torch.inference_mode(),
             PaddingTaint(),
@@ -208,17 +209,13 @@ def padding_masks(
             f"Cannot run {type(module).__name__} on a {h}x{w} input to find padded "
             f"positions: {msg}.{hint}"
         ) from e
-    finally:
-        module.train(was_training)
     masks: dict[str, np.ndarray] = {}
     for s in specs:
         if s.name not in out:
             raise RcvlabError(f"Layer {s.name} was not reached in the forward pass.")
-        y = out[s.name][0]  # one image: (c, h, w), (t, c) or (c,)
+        y = out[s.name][0]  # one image: (c, h, w) or (c,)
         if y.ndim == 3:
             m = ~torch.isnan(y).any(dim=0)
-        elif y.ndim == 2:
-            m = ~torch.isnan(y).any(dim=1)
         else:
             m = ~torch.isnan(y).any()
         masks[s.name] = m.cpu().numpy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,13 +16,17 @@ from PIL import Image
 from rcvlab.errors import RcvlabError, UnknownNameError, WeightsError, did_you_mean
 from rcvlab.models import weights as W
 from rcvlab.models.layers import (
+    LayerLayout,
     LayerSpec,
+    Reshape,
     discover_layers,
     efficientnet_layers,
     inception_v3_layers,
+    infer_layouts,
     mobilenet_v2_layers,
     resnet50_layers,
     resolve_layers,
+    with_layouts,
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,7 +93,10 @@ class Preprocessing:
 
 @dataclass(frozen=True)
 class Model:
-    """A network ready for probing: module (eval mode), named layers, preprocessing, weights.
+    """A network ready for probing: module, named layers, preprocessing, weights.
+
+    Modules rcvlab builds are in eval mode; a user's module is kept as given (its mode,
+    device and memory format are restored after every pass, :mod:`rcvlab.models.state`).
 
     Attributes
     ----------
@@ -107,6 +114,13 @@ class Model:
         Seed of the random initialisation (``weights="random"``).
     categories : tuple of str
         Class names of the classifier output, when known.
+    module_layouts : tuple of (str, layout, prefix_tokens)
+        For timm models: the layout of every module's output as found in the network
+        (:func:`rcvlab.models.layers.infer_layouts`), which dotted module paths use.
+        Empty for other models (a dotted path is then read as ``NCHW``).
+    prefix_tokens : int
+        Class/register tokens in front of the model's token sequences (timm's
+        ``num_prefix_tokens``), used for a layer declared plain ``NLC``.
     """
 
     name: str
@@ -117,6 +131,8 @@ class Model:
     weights_id: str
     seed: int = 0
     categories: tuple[str, ...] = ()
+    module_layouts: tuple[tuple[str, str | None, int], ...] = field(default=(), compare=False)
+    prefix_tokens: int = 0
     _builder: Callable[[str, int], Model] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -128,9 +144,30 @@ class Model:
     def input_size(self) -> int:
         return self.preprocessing.input_size
 
-    def resolve(self, layers: Sequence[str] | str | None = None) -> list[LayerSpec]:
-        """Specs for the requested layer names (``None``/``"all"``: every named layer)."""
-        return resolve_layers(layers, list(self.layer_specs), self.module, self.name)
+    @property
+    def layouts(self) -> dict[str, str]:
+        """Each named layer's layout label (``NCHW``, ``NHWC``, ``NLC+1``, ``NC``, ``?``)."""
+        return {s.name: s.layout_label for s in self.layer_specs}
+
+    def resolve(
+        self,
+        layers: Sequence[str] | str | None = None,
+        *,
+        layout: str | Mapping[str, str] | None = None,
+        reshape: Reshape | Mapping[str, Reshape] | None = None,
+    ) -> list[LayerSpec]:
+        """Specs for the requested layer names (``None``/``"all"``: every named layer).
+
+        ``layout`` and ``reshape`` declare how outputs are laid out, for all requested
+        layers or per name (see :func:`rcvlab.models.layers.with_layouts`).
+        """
+        table: dict[str, LayerLayout] | None = None
+        if self.module_layouts:
+            table = {m: (lay, k) for m, lay, k in self.module_layouts}  # type: ignore[misc]
+        specs = resolve_layers(layers, list(self.layer_specs), self.module, self.name, table)
+        if layout is None and reshape is None:
+            return specs
+        return with_layouts(specs, layout, reshape, prefix_tokens=self.prefix_tokens)
 
     def twin(self, weights: str = "random", seed: int | None = None) -> Model:
         """The same architecture with other weights (the random-weights baseline)."""
@@ -298,6 +335,8 @@ def load_model(
     input_size: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    layout: str | Mapping[str, str] | None = None,
+    reshape: Reshape | Mapping[str, Reshape] | None = None,
 ) -> Model:
     """Load a network for probing.
 
@@ -317,6 +356,14 @@ def load_model(
         Square input size; defaults to the architecture's.
     mean, std : sequence of float
         Input normalisation for user modules and timm models.
+    layout : str or mapping of str to str, optional
+        How layer outputs are laid out: ``NCHW``, ``NHWC``, ``NLC`` (tokens; ``NLC+k``
+        with ``k`` class/register tokens first) or ``NC``, for every layer or per layer
+        name. Needed where rcvlab cannot know it: a user module's token or channels-last
+        layers (its maps are read as ``NCHW`` otherwise). timm models state their own.
+    reshape : callable or mapping of str to callable, optional
+        Turns a layer's output into ``(N, C, H, W)`` before pooling (as pytorch-grad-cam's
+        ``reshape_transform``), for every layer or per layer name.
 
     Returns
     -------
@@ -325,7 +372,7 @@ def load_model(
     if isinstance(name, nn.Module):
         if input_size is None:
             raise RcvlabError("Pass input_size=... for a custom torch.nn.Module.")
-        module = name.eval()
+        module = name  # left in its own mode: rcvlab's passes borrow it in eval mode
         specs = [LayerSpec(p, p) for p in layers] if layers else discover_layers(module)
         model = Model(
             "custom",
@@ -336,10 +383,8 @@ def load_model(
             f"custom:{W.state_digest(module)}",
             seed,
         )
-        model = replace(
-            model, layer_specs=tuple(model.resolve([s.name for s in specs]) if layers else specs)
-        )
-        return model
+        specs = model.resolve([s.name for s in specs]) if layers else specs
+        return replace(model, layer_specs=tuple(with_layouts(specs, layout, reshape)))
     weights = os.fspath(weights)
     if weights not in ("imagenet", "random") and not Path(weights).is_file():
         raise WeightsError(
@@ -357,8 +402,13 @@ def load_model(
             cfg.get("interpolation", "bilinear"),
             cfg.get("crop_pct", 0.875),
         )
-        specs = discover_layers(module)
+        table = _timm_layouts(arch, module, size)
+        specs = discover_layers(module, table)
         cats = _imagenet_categories() if cfg.get("num_classes", 1000) == 1000 else ()
+        extra = {
+            "module_layouts": tuple((m, lay, k) for m, (lay, k) in table.items()),
+            "prefix_tokens": int(getattr(module, "num_prefix_tokens", 0) or 0),
+        }
     else:
         if name not in REGISTRY:
             raise UnknownNameError(
@@ -372,12 +422,36 @@ def load_model(
             pre = replace(pre, input_size=int(input_size))
         specs = entry.layers(module)
         cats = _imagenet_categories()
+        extra = {}
     module.eval()
+    specs = with_layouts(specs, layout, reshape, prefix_tokens=extra.get("prefix_tokens", 0))
 
     def builder(w: str, s: int) -> Model:
-        return load_model(name, w, seed=s, input_size=input_size, mean=mean, std=std)
+        return load_model(
+            name,
+            w,
+            seed=s,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            layout=layout,
+            reshape=reshape,
+        )
 
-    return Model(name, module, tuple(specs), pre, weights, wid, seed, cats, builder)
+    return Model(
+        name, module, tuple(specs), pre, weights, wid, seed, cats, _builder=builder, **extra
+    )
+
+
+_LAYOUTS: dict[tuple[str, int], dict[str, LayerLayout]] = {}
+
+
+def _timm_layouts(arch: str, module: nn.Module, size: int) -> dict[str, LayerLayout]:
+    """:func:`infer_layouts` once per architecture and input size (weights do not matter)."""
+    key = (arch, size)
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = infer_layouts(module, size)
+    return dict(_LAYOUTS[key])
 
 
 def as_model(model: str | Model | nn.Module, weights: str = "imagenet", seed: int = 0) -> Model:

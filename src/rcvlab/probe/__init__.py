@@ -1,8 +1,8 @@
 """Layer-wise probing with Regression Concept Vectors (linear probes of GAP features)."""
 
 from rcvlab.probe.fit import RCV, REGRESSORS, RIDGE_ALPHAS, fit_rcv
-from rcvlab.probe.profile import check_measure, probe_layers
-from rcvlab.probe.result import PROFILE_KINDS, LayerScore, ProfileResult
+from rcvlab.probe.profile import check_measure, measure_array, probe_layers
+from rcvlab.probe.result import PROFILE_KINDS, SPLITS, LayerScore, ProfileResult
 from rcvlab.probe.splits import repeated_splits
 from rcvlab.probe.stats import mean_ci95, normalised_r2, pooled_ci95, r2_score, summarise
 
@@ -11,11 +11,13 @@ __all__ = [
     "RCV",
     "REGRESSORS",
     "RIDGE_ALPHAS",
+    "SPLITS",
     "LayerScore",
     "ProfileResult",
     "check_measure",
     "fit_rcv",
     "mean_ci95",
+    "measure_array",
     "normalised_r2",
     "pooled_ci95",
     "probe_layers",

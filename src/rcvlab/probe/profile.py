@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -14,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.probe.fit import check_min_std, check_regressor, fit_predictions
-from rcvlab.probe.result import LayerScore, ProfileResult
+from rcvlab.probe.result import SPLITS, LayerScore, ProfileResult
 from rcvlab.probe.splits import Split, repeated_splits
 from rcvlab.probe.stats import summarise
 from rcvlab.result import provenance
@@ -24,7 +25,11 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class _Group:
-    """One class (or all images): its rows, splits, and the targets of every repetition."""
+    """One class (all images; one held-out class): rows, splits, targets of every split.
+
+    Under leave-one-class-out ``rows`` are all usable images and the single split trains on
+    the other classes' rows and tests on the held-out class's.
+    """
 
     name: str
     rows: NDArray[np.intp]  # indices into the full arrays
@@ -55,12 +60,45 @@ def check_min_images(min_images: int) -> int:
     return int(min_images)
 
 
+def check_split(split: str | None, has_classes: bool) -> str:
+    """Validate ``split`` (before any work) and resolve its default; return the split.
+
+    Parameters
+    ----------
+    split : {"per-class", "pooled", "leave-one-class-out"} or None
+        None is the historical default: ``"per-class"`` when there are class labels, else
+        ``"pooled"``.
+    has_classes : bool
+        Whether class labels are given.
+
+    Raises
+    ------
+    UnknownNameError
+        An unknown split.
+    RcvlabError
+        ``"per-class"`` or ``"leave-one-class-out"`` without class labels.
+    """
+    if split is None:
+        return "per-class" if has_classes else "pooled"
+    if not isinstance(split, str) or split not in SPLITS:
+        raise UnknownNameError(
+            f"unknown split {split!r}; choose one of {', '.join(SPLITS)}"
+            + (did_you_mean(split, SPLITS) if isinstance(split, str) else "")
+        )
+    if split != "pooled" and not has_classes:
+        raise RcvlabError(
+            f"split={split!r} needs class labels (classes=...); give them, or use split='pooled'"
+        )
+    return split
+
+
 def check_measure(
     y: ArrayLike,
     classes: ArrayLike | None = None,
     *,
     min_images: int = 10,
     name: str = "the measure",
+    split: str | None = None,
 ) -> FloatArray:
     """Check that a measure can be probed at all, before any feature is extracted.
 
@@ -69,7 +107,7 @@ def check_measure(
 
     Parameters
     ----------
-    y : array_like of shape (n,)
+    y : array_like, torch.Tensor or pandas.Series of shape (n,)
         The measure; NaN marks an image without a value.
     classes : array_like of shape (n,), optional
         Class labels when probing per class: every class is checked on its own.
@@ -77,6 +115,10 @@ def check_measure(
         Minimum number of images with a value (per class when ``classes`` is given).
     name : str
         How to call the measure in messages.
+    split : {"per-class", "pooled", "leave-one-class-out"}, optional
+        The split :func:`probe_layers` will use (default as there). ``"pooled"`` checks all
+        images together, ignoring ``classes``; ``"leave-one-class-out"`` also needs two
+        classes.
 
     Returns
     -------
@@ -85,11 +127,13 @@ def check_measure(
     Raises
     ------
     DataError
-        A measure that is not 1-D, has infinite values, has no value at all, has fewer than
-        ``min_images`` values (in a class), or is constant (in a class).
+        A measure that is not numeric or not 1-D, has infinite values, has no value at all,
+        has fewer than ``min_images`` values (in a class), is constant (in a class), or
+        fewer than two classes for leave-one-class-out.
     """
-    yv = _measure_array(y, name)
-    labels = _labels(classes, yv.shape[0])
+    split = check_split(split, classes is not None)
+    yv = measure_array(y, name)
+    labels = _labels(classes, yv.shape[0]) if split != "pooled" else None
     usable = ~np.isnan(yv)
     if not usable.any():
         raise DataError(
@@ -97,7 +141,9 @@ def check_measure(
         )
     n_nan = int(yv.size - usable.sum())
     note = f"; {n_nan} excluded ({n_nan} with NaN measure)" if n_nan else ""
-    _class_members(yv, usable, labels, check_min_images(min_images), note)
+    members = _class_members(yv, usable, labels, check_min_images(min_images), note)
+    if split == "leave-one-class-out":
+        _check_two_classes(members)
     return yv
 
 
@@ -117,27 +163,50 @@ def probe_layers(
     min_images: int = 10,
     n_jobs: int | None = None,
     min_std: float | None = None,
+    split: str | None = None,
 ) -> ProfileResult:
-    """Probe every layer for the measure ``y`` with RCVs over repeated random splits.
+    """Probe every layer for the measure ``y`` with RCVs, scored by held-out R².
 
-    For each layer and repetition an RCV (:func:`rcvlab.probe.fit.fit_rcv`) is fitted on the
-    training split (features standardised on it) and scored by R² on the test split. The
-    same splits serve every layer and both baselines:
+    For each layer and split an RCV (:func:`rcvlab.probe.fit.fit_rcv`) is fitted on the
+    training side (features standardised on it alone) and scored by R² on the test side.
+    ``split`` says how the images are divided:
+
+    * ``"per-class"`` (the default when ``classes`` is given; the papers' protocol):
+      ``reps`` random train/test splits *within* each class; a layer's R² values are pooled
+      class-major. It shows how well a layer reads the measure among images of one class
+      it has been fitted on.
+    * ``"pooled"`` (the default without ``classes``): ``reps`` random splits of all images
+      together, class labels ignored.
+    * ``"leave-one-class-out"``: for every class, fit on all the *other* classes and score
+      R² on the held-out class — one split per class, so ``reps`` and ``test_fraction`` are
+      not used (the result records ``reps=1`` and ``test_fraction=nan``). It shows whether
+      a layer reads the measure on a kind of object it was never fitted on. Needs at least
+      two classes. ``r2`` holds one value per held-out class, and the 95 % interval is the
+      plain Student-t interval over classes (:func:`rcvlab.probe.stats.mean_ci95` without
+      the Nadeau–Bengio correction: the held-out sets are disjoint).
+
+    The same splits serve every layer and both baselines:
 
     * ``"random"``: the same layers of ``random_features`` (e.g. the random-weights twin);
-    * ``"shuffled"``: the model's features against ``y`` permuted within the class, one
-      permutation per repetition (R² that chance alone gives).
+    * ``"shuffled"``: the model's features against ``y`` permuted within each class (over
+      all images when pooled). Per class and pooled: one permutation per repetition. Leave-
+      one-class-out: one seeded permutation within every class, then the same held-out
+      splits; permuting within the class keeps every held-out class's own values (and so
+      its ``SS_tot``), only their pairing with the images is broken.
 
     Parameters
     ----------
     features : mapping of str to array_like of shape (n, d_layer)
         GAP features of every layer, in network order.
-    y : array_like of shape (n,)
-        The measure (e.g. scale ratio). NaN marks an image without a value.
+    y : array_like, torch.Tensor or pandas.Series of shape (n,)
+        The measure (e.g. scale ratio), numeric and 1-D; NaN marks an image without a
+        value. A tensor is read with ``.detach().cpu()``, a Series by ``.to_numpy()``
+        (its index is not used: values are matched to feature rows by position).
     reps : int
-        Repetitions (random splits) per class.
+        Repetitions (random splits) per class (per-class, pooled).
     test_fraction : float
-        Fraction of a class's images in the test side (``round(n * test_fraction)``).
+        Fraction of a class's images in the test side (``round(n * test_fraction)``;
+        per-class, pooled).
     regressor : {"ols", "ridge", "lasso"}
     alpha : float, optional
         Penalty of ridge/lasso (see :func:`rcvlab.probe.fit.fit_rcv`); ridge without alpha
@@ -147,9 +216,10 @@ def probe_layers(
         Seeds the splits and the permutations (``numpy.random.SeedSequence(seed)``, one
         child per class).
     classes : array_like of shape (n,), optional
-        Class labels. When given, each class is probed separately (splits and permutations
+        Class labels. Per class, each class is probed separately (splits and permutations
         within the class) and a layer's R² values are pooled class-major, classes in sorted
-        order; ``LayerScore.r2_by_class`` holds them per class.
+        order; ``LayerScore.r2_by_class`` holds them per class (per held-out class under
+        leave-one-class-out).
     random_features : mapping of str to array_like, optional
         Features of the baseline network; must contain every probed layer.
     shuffled : bool
@@ -167,32 +237,42 @@ def probe_layers(
         column that barely varies there cannot blow up one split's test R². None or 0 (the
         default) is the papers' plain standardisation. ``LayerScore.n_floored`` counts the
         columns it raised (maximum over repetitions and classes).
+    split : {"per-class", "pooled", "leave-one-class-out"}, optional
+        See above; default ``"per-class"`` with ``classes``, ``"pooled"`` without.
 
     Returns
     -------
     ProfileResult
-        ``profiles["model"]`` (+ ``"random"``, ``"shuffled"``); ``data`` holds the counts:
-        ``n_images``, ``n_used``, ``n_excluded_nan`` (rows with NaN measure or non-finite
-        features in any probed layer of either network), ``classes``, ``n_by_class``,
-        ``n_train``, ``n_test``; ``meta`` the provenance (seed, versions).
+        ``profiles["model"]`` (+ ``"random"``, ``"shuffled"``) and ``split``; ``data`` holds
+        the counts: ``n_images``, ``n_used``, ``n_excluded_nan`` (rows with NaN measure or
+        non-finite features in any probed layer of either network), ``classes``,
+        ``n_by_class``, ``n_train``, ``n_test`` (per held-out class under
+        leave-one-class-out); ``meta`` the provenance (seed, versions).
 
     Raises
     ------
     UnknownNameError
-        Unknown layer, unknown regressor, or a layer missing from ``random_features``.
+        Unknown layer, unknown regressor, unknown split, or a layer missing from
+        ``random_features``.
+    RcvlabError
+        ``split="per-class"`` or ``"leave-one-class-out"`` without ``classes``.
     DataError
-        Mismatched shapes, infinite measure values, fewer than ``min_images`` usable images
-        in a class, or a measure that is constant within a class.
+        Mismatched shapes, a non-numeric or non-1-D measure, infinite measure values, fewer
+        than ``min_images`` usable images in a class, a measure that is constant within a
+        class, or fewer than two classes for leave-one-class-out.
     """
     reg, a = check_regressor(regressor, alpha)
     reps = check_split_options(reps, test_fraction, seed)
     floor = check_min_std(min_std)
     min_images = check_min_images(min_images)
+    split = check_split(split, classes is not None)
 
     names = _select_layers(features, layers)
-    yv = _measure_array(y, "the measure")
+    yv = measure_array(y, "the measure")
     n = yv.shape[0]
     labels = _labels(classes, n)
+    if split == "pooled":
+        labels = None
     nets: dict[str, Mapping[str, ArrayLike]] = {"model": features}
     if random_features is not None:
         for name in names:
@@ -227,9 +307,12 @@ def probe_layers(
     why += [f"{v} with non-finite {k} features" for k, v in bad_layers.items()]
     excluded_note = f"; {n_excluded} excluded ({', '.join(why)})" if n_excluded else ""
 
-    groups = _make_groups(
-        yv, usable, labels, reps, test_fraction, seed, shuffled, min_images, excluded_note
-    )
+    members = _class_members(yv, usable, labels, min_images, excluded_note)
+    if split == "leave-one-class-out":
+        _check_two_classes(members)
+        groups = _held_out_groups(yv, members, seed, shuffled)
+    else:
+        groups = _make_groups(yv, members, reps, test_fraction, seed, shuffled)
 
     tasks = [(kind, name) for kind in arrays for name in names]
     # Largest layers first: a better balance between the worker threads.
@@ -252,6 +335,7 @@ def probe_layers(
                 done = {i: f.result() for i, f in futures.items()}
 
     by_class = labels is not None
+    loco = split == "leave-one-class-out"
     n_train = {g.name: int(g.splits[0][0].size) for g in groups}
     n_test = {g.name: int(g.splits[0][1].size) for g in groups}
     profiles: dict[str, list[LayerScore]] = {k: [] for k in arrays}
@@ -274,6 +358,7 @@ def probe_layers(
                     r2_by_class=per_class if by_class else None,
                     n_constant=n_const,
                     n_floored=n_floor,
+                    disjoint=loco,
                 )
             )
             if reg == "ridge" and a is None:
@@ -284,17 +369,18 @@ def probe_layers(
         "n_images": int(n),
         "n_used": int(usable.sum()),
         "n_excluded_nan": n_excluded,
-        "classes": [g.name for g in groups] if by_class else [],
-        "n_by_class": {g.name: int(g.rows.size) for g in groups},
+        "classes": [c for c, _ in members] if by_class else [],
+        "n_by_class": {c: int(rows.size) for c, rows in members},
         "n_train": n_train,
         "n_test": n_test,
     }
     return ProfileResult(
         profiles={k: tuple(v) for k, v in profiles.items()},
+        split=split,
         regressor=reg,
         alpha=a,
-        reps=reps,
-        test_fraction=float(test_fraction),
+        reps=1 if loco else reps,
+        test_fraction=math.nan if loco else float(test_fraction),
         seed=int(seed),
         min_std=floor,
         data=data,
@@ -351,16 +437,13 @@ def _probe_one(
 
 def _make_groups(
     y: FloatArray,
-    usable: NDArray[np.bool_],
-    labels: np.ndarray | None,
+    members: list[tuple[str, NDArray[np.intp]]],
     reps: int,
     test_fraction: float,
     seed: int,
     shuffled: bool,
-    min_images: int,
-    excluded_note: str,
 ) -> list[_Group]:
-    members = _class_members(y, usable, labels, min_images, excluded_note)
+    """Per class (or all images): ``reps`` random splits within the group's rows."""
     children = np.random.SeedSequence(seed).spawn(len(members))
     groups = []
     for (name, rows), child in zip(members, children, strict=True):
@@ -378,6 +461,45 @@ def _make_groups(
             y_test.append(Y[te])
         groups.append(_Group(name, rows, splits, y_train, y_test))
     return groups
+
+
+def _held_out_groups(
+    y: FloatArray,
+    members: list[tuple[str, NDArray[np.intp]]],
+    seed: int,
+    shuffled: bool,
+) -> list[_Group]:
+    """Leave-one-class-out: one group per held-out class, over all usable rows.
+
+    The shuffled measure is permuted within each class with the generator the per-class
+    split would use for its first repetition (same seed children), then serves every
+    held-out split.
+    """
+    rows = np.sort(np.concatenate([r for _, r in members]))
+    cols = [y[rows]]
+    if shuffled:
+        y_shuf = y.copy()
+        children = np.random.SeedSequence(seed).spawn(len(members))
+        for (_, r), child in zip(members, children, strict=True):
+            rng = np.random.default_rng(child.spawn(2)[1])
+            y_shuf[r] = y[r][rng.permutation(r.size)]
+        cols.append(y_shuf[rows])
+    Y = np.column_stack(cols)
+    groups = []
+    for name, held in members:
+        is_test = np.isin(rows, held)
+        tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+        groups.append(_Group(name, rows, [(tr, te)], [Y[tr]], [Y[te]]))
+    return groups
+
+
+def _check_two_classes(members: list[tuple[str, NDArray[np.intp]]]) -> None:
+    if len(members) < 2:
+        only = ", ".join(repr(c) for c, _ in members)
+        raise DataError(
+            f"leave-one-class-out needs at least 2 classes, got {len(members)} ({only}); "
+            "give more classes or use split='per-class'"
+        )
 
 
 def _class_members(
@@ -414,8 +536,51 @@ def _class_members(
     return members
 
 
-def _measure_array(y: ArrayLike, name: str) -> FloatArray:
-    yv = np.asarray(y, dtype=np.float64)
+def measure_array(y: Any, name: str = "the measure") -> FloatArray:
+    """The measure as a 1-D float64 array, from an array, a torch tensor or a pandas Series.
+
+    Parameters
+    ----------
+    y : array_like, torch.Tensor or pandas.Series
+        One value per image; a tensor is read with ``.detach().cpu()`` (any device, with or
+        without gradient), a Series or Index with ``.to_numpy()`` (by position, the index is
+        not used; missing values become NaN).
+    name : str
+        How to call the measure in messages.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+
+    Raises
+    ------
+    DataError
+        Non-numeric values (strings, dates, complex numbers), a shape other than (n,), or
+        an infinite value.
+    """
+    if callable(getattr(y, "detach", None)) and callable(getattr(y, "cpu", None)):
+        t = y.detach().cpu()
+        # bfloat16 and friends have no numpy dtype; every real dtype converts to float64.
+        y = (t if t.is_complex() else t.double()).numpy()
+    elif callable(getattr(y, "to_numpy", None)):
+        try:
+            if getattr(y.dtype, "kind", "O") not in "biufO":  # dates would convert to floats
+                raise TypeError
+            y = y.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            y = y.to_numpy()
+    raw = y if isinstance(y, np.ndarray) else np.asarray(y)
+    kind = raw.dtype.kind
+    try:
+        if kind not in "biufO":
+            raise TypeError
+        yv = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        first = raw.ravel()[:3].tolist() if raw.size else []
+        raise DataError(
+            f"{name} must be numeric (one number per image), got dtype {raw.dtype} "
+            f"(first values {first}); convert it to numbers first"
+        ) from None
     if yv.ndim != 1:
         raise DataError(f"{name} must be a 1-D array (one value per image), got {yv.shape}")
     if np.isinf(yv).any():
@@ -487,9 +652,12 @@ def _n_cpus() -> int:
 
 
 __all__ = [
+    "SPLITS",
     "check_measure",
     "check_min_images",
     "check_names",
+    "check_split",
     "check_split_options",
+    "measure_array",
     "probe_layers",
 ]

@@ -19,6 +19,8 @@ import pandas as pd
 from rcvlab.result import Result, jsonable, nan_if_none
 
 PROFILE_KINDS = ("model", "random", "shuffled")
+#: The ways of splitting images into training and test sides (see ``probe_layers``).
+SPLITS = ("per-class", "pooled", "leave-one-class-out")
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,17 @@ class LayerScore:
     dim : int
         Feature dimension ``d`` of the layer (before dropping constant columns).
     r2 : tuple of float
-        Test R² of every repetition (classes x repetitions, class-major, when probed per class).
+        Test R² of every repetition (classes x repetitions, class-major, when probed per class;
+        one value per held-out class, in sorted class order, under leave-one-class-out).
     r2_mean, r2_std : float
         Mean and standard deviation (ddof=1) of ``r2``.
     r2_ci95 : tuple of float
-        95 % interval of the mean R² (see :func:`rcvlab.probe.stats.mean_ci95`).
+        95 % interval of the mean R² (see :func:`rcvlab.probe.stats.summarise`).
     r2_norm_mean : float
         Mean of ``exp(R² - 1)`` over repetitions (the papers' normalised score).
     r2_by_class : dict of str to tuple of float
-        Per-class repetitions when probing per class, else empty.
+        Per-class repetitions when probing per class, the single held-out R² of each class
+        under leave-one-class-out, else empty.
     n_constant : int
         Feature columns dropped as constant on the training split (maximum over repetitions
         and classes).
@@ -114,10 +118,15 @@ class ProfileResult(Result):
     Attributes
     ----------
     profiles : dict of str to tuple of LayerScore
+    split : {"per-class", "pooled", "leave-one-class-out"}
+        How images were split into training and test sides
+        (:func:`rcvlab.probe.probe_layers`). Files written before the field existed read as
+        ``"per-class"`` when they list classes, else ``"pooled"``.
     regressor : str
     alpha : float or None
     reps, test_fraction, seed
-        The repeated splits.
+        The repeated splits (leave-one-class-out: ``reps`` 1, one split per held-out class,
+        and ``test_fraction`` NaN).
     min_std : float or None
         The standardisation guard used (None = off; see :func:`rcvlab.probe.fit.fit_rcv`).
     model, weights, measure : str
@@ -134,16 +143,18 @@ class ProfileResult(Result):
         seed, data fingerprint. :attr:`command` and :attr:`rcvlab_version` read it.
 
     The table of :meth:`to_frame` has one row per (profile, layer) with the columns
-    ``profile`` (model / random / shuffled), ``layer_index`` (network order), ``layer``,
-    ``dim``, ``r2_mean``, ``r2_median``, ``r2_std`` (ddof=1), ``r2_ci95_low``,
-    ``r2_ci95_high``, ``r2_norm_mean`` (mean of e^(R²−1)), ``n_reps`` (R² values pooled:
-    classes x repetitions), ``n_constant`` (columns dropped as constant, maximum over
-    repetitions) and ``n_floored`` (columns the ``min_std`` guard touched, maximum over
-    repetitions).
+    ``split`` (per-class / pooled / leave-one-class-out), ``profile`` (model / random /
+    shuffled), ``layer_index`` (network order), ``layer``, ``dim``, ``r2_mean``,
+    ``r2_median``, ``r2_std`` (ddof=1), ``r2_ci95_low``, ``r2_ci95_high``, ``r2_norm_mean``
+    (mean of e^(R²−1)), ``n_reps`` (R² values pooled: classes x repetitions; held-out
+    classes under leave-one-class-out), ``n_constant`` (columns dropped as constant,
+    maximum over repetitions) and ``n_floored`` (columns the ``min_std`` guard touched,
+    maximum over repetitions).
     """
 
     kind: ClassVar[str] = "profile"
     frame_columns: ClassVar[tuple[str, ...]] = (
+        "split",
         "profile",
         "layer_index",
         "layer",
@@ -160,6 +171,7 @@ class ProfileResult(Result):
     )
 
     profiles: dict[str, tuple[LayerScore, ...]]
+    split: str = "per-class"
     regressor: str = "ols"
     alpha: float | None = None
     reps: int = 10
@@ -222,6 +234,7 @@ class ProfileResult(Result):
             for i, s in enumerate(scores):
                 rows.append(
                     {
+                        "split": self.split,
                         "profile": kind,
                         "layer_index": i,
                         "layer": s.layer,
@@ -247,6 +260,7 @@ class ProfileResult(Result):
             "weights": self.weights,
             "data": self.data,
             "measure": self.measure,
+            "split": self.split,
             "regressor": self.regressor,
             "alpha": self.alpha,
             "reps": self.reps,
@@ -279,21 +293,24 @@ class ProfileResult(Result):
             meta["versions"] = {}
             meta["seed"] = d.get("seed")
         min_std = d.get("min_std")
+        data = dict(d.get("data", {}))
+        split = d.get("split") or ("per-class" if data.get("classes") else "pooled")
         return cls(
             profiles=profiles,
+            split=str(split),
             regressor=d.get("regressor", "ols"),
             alpha=d.get("alpha"),
             reps=int(d.get("reps", 0)),
-            test_fraction=float(d.get("test_fraction", 0.3)),
+            test_fraction=nan_if_none(d.get("test_fraction", 0.3)),
             seed=int(d.get("seed", 0)),
             min_std=None if min_std is None else float(min_std),
             model=d.get("model", ""),
             weights=d.get("weights", ""),
             measure=d.get("measure", ""),
-            data=dict(d.get("data", {})),
+            data=data,
             extra=dict(d.get("extra", {})),
             meta=dict(meta),
         )
 
 
-__all__ = ["PROFILE_KINDS", "LayerScore", "ProfileResult"]
+__all__ = ["PROFILE_KINDS", "SPLITS", "LayerScore", "ProfileResult"]

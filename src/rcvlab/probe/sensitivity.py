@@ -1,11 +1,14 @@
 """Sensitivity of a class logit along a Regression Concept Vector (Graziani et al. 2018).
 
-Let ``A(x)`` be the output map of a layer for image ``x`` (``(C, H, W)``, or ``(L, C)``
-tokens) and ``phi(x) = GAP(A(x))`` its globally averaged features, the space in which an RCV
-is fitted. Shifting the map by a vector ``u`` at every position,
-``A -> A + u`` broadcast over the positions, shifts the features by exactly ``u``
-(``GAP(A + u) = GAP(A) + u``). The *sensitivity* of the logit ``f_K`` of class ``K`` along a
-unit direction ``v`` of feature space is the directional derivative
+Let ``A(x)`` be the output map of a layer for image ``x`` (``(C, H, W)``, ``(H, W, C)``
+channels-last or ``(L, C)`` tokens, as the layer's declared layout says) and
+``phi(x) = GAP(A(x))`` its globally averaged features, the space in which an RCV is fitted.
+Shifting the map by a vector ``u`` at every position, ``A -> A + u`` broadcast over the
+positions, shifts the features by exactly ``u`` (``GAP(A + u) = GAP(A) + u``). The shift
+goes along the layout's channel axis at every position that GAP averages: a token layer's
+class/register tokens (``NLC+k``) are left as they are, since GAP leaves them out. The
+*sensitivity* of the logit ``f_K`` of class ``K`` along a unit direction ``v`` of feature
+space is the directional derivative
 
     S(x) = d/dt f_K(network with A(x) replaced by A(x) + t v) at t = 0
          = sum over positions p of  <dF_K/dA_p(x), v>,
@@ -25,7 +28,7 @@ ReLU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -39,10 +42,11 @@ from PIL import Image
 from rcvlab.data.base import ImageSet, Skip
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.features.extract import load_batch
-from rcvlab.features.hooks import capture
+from rcvlab.features.hooks import LayoutError, capture
 from rcvlab.features.pooling import gap
-from rcvlab.models.layers import LayerSpec
+from rcvlab.models.layers import LayerSpec, with_layouts
 from rcvlab.models.registry import Model
+from rcvlab.models.state import borrowed, module_device
 from rcvlab.probe.fit import RCV
 from rcvlab.progress import progress_bar
 
@@ -93,14 +97,22 @@ def raw_direction(rcv: RCV) -> FloatArray:
 # -- layers ------------------------------------------------------------------------------------
 
 
-def layer_spec(model: Model | nn.Module, layer: str | LayerSpec) -> LayerSpec:
+def layer_spec(
+    model: Model | nn.Module,
+    layer: str | LayerSpec,
+    layout: str | Mapping[str, str] | None = None,
+) -> LayerSpec:
     """Resolve ``layer`` to a :class:`LayerSpec` that can be shifted.
 
     Parameters
     ----------
     model : Model or torch.nn.Module
-        With a plain module ``layer`` is a dotted module path.
+        With a plain module ``layer`` is a dotted module path, whose output is read as an
+        ``NCHW`` map unless ``layout`` says otherwise.
     layer : str or LayerSpec
+    layout : str or mapping of str to str, optional
+        The layer's layout (``NCHW``, ``NHWC``, ``NLC``, ``NLC+k``), overriding the
+        model's; as in :func:`rcvlab.features.extract_features`.
 
     Returns
     -------
@@ -111,7 +123,9 @@ def layer_spec(model: Model | nn.Module, layer: str | LayerSpec) -> LayerSpec:
     UnknownNameError
         Unknown layer name.
     RcvlabError
-        A ``softmax`` layer (no network after it to differentiate through).
+        A ``softmax`` layer (no network after it to differentiate through), an unknown
+        layout, a layer read through ``reshape=`` (its output cannot be shifted along
+        channels: declare its ``layout=`` instead).
     """
     if isinstance(layer, LayerSpec):
         spec = layer
@@ -125,6 +139,14 @@ def layer_spec(model: Model | nn.Module, layer: str | LayerSpec) -> LayerSpec:
                 "Give a dotted module path."
             )
         spec = LayerSpec(layer, layer)
+    if layout is not None:
+        prefix = model.prefix_tokens if isinstance(model, Model) else 0
+        (spec,) = with_layouts([spec], layout, prefix_tokens=prefix)
+    if spec.reshape is not None:
+        raise RcvlabError(
+            f"Layer '{spec.name}' is read through reshape=, which relevance cannot shift along "
+            "its channels; declare its layout= instead (NCHW, NHWC or NLC)."
+        )
     if spec.kind == "softmax":
         raise RcvlabError(
             f"Layer '{spec.name}' is the softmax (class probabilities): no part of the network "
@@ -151,6 +173,28 @@ def _not_a_map(spec: LayerSpec, shape: Sequence[int]) -> RcvlabError:
         "after the global pooling): relevance shifts a feature map at every position and "
         "differentiates the network after it, so choose a layer with a spatial map (n, C, H, W) "
         "or tokens (n, L, C) before the pooling."
+    )
+
+
+def _shift_axes(spec: LayerSpec, out: torch.Tensor) -> tuple[int, tuple[int, ...], int]:
+    """``(channels, view of u, prefix tokens left unshifted)`` for ``out`` in its layout."""
+    shape = tuple(out.shape)
+    if out.ndim == 2 or spec.layout == "NC":
+        raise _not_a_map(spec, shape)
+    fix = f"pass layout='NCHW', 'NHWC' or 'NLC' (or layout={{'{spec.name}': ...}})"
+    if spec.layout is None:
+        raise LayoutError(
+            f"Layer '{spec.name}' outputs shape {shape}, whose layout rcvlab cannot know; {fix}."
+        )
+    n = shape[0]
+    if spec.layout == "NCHW" and out.ndim == 4:  # GAP averages dims 2, 3
+        return shape[1], (n, -1, 1, 1), 0
+    if spec.layout == "NHWC" and out.ndim == 4:  # GAP averages dims 1, 2
+        return shape[3], (n, 1, 1, -1), 0
+    if spec.layout == "NLC" and out.ndim == 3 and shape[1] > spec.prefix_tokens:
+        return shape[2], (n, 1, -1), spec.prefix_tokens  # GAP averages the patch tokens
+    raise LayoutError(
+        f"Layer '{spec.name}' is read as {spec.layout_label} but outputs shape {shape}; {fix}."
     )
 
 
@@ -181,18 +225,18 @@ class _Shift:
                 "(a shared module); its output cannot be shifted unambiguously."
             )
         self.shape = tuple(out.shape)
-        if out.ndim == 4:  # (n, C, H, W): GAP averages dims 2, 3
-            d, view = out.shape[1], (out.shape[0], -1, 1, 1)
-        elif out.ndim == 3:  # (n, L, C) tokens: GAP averages dim 1
-            d, view = out.shape[2], (out.shape[0], 1, -1)
-        else:
-            raise _not_a_map(self.spec, out.shape)
+        d, view, skip = _shift_axes(self.spec, out)
         if not self.active:
             return None
         self.u = torch.zeros(
             out.shape[0], d, dtype=out.dtype, device=out.device, requires_grad=True
         )
-        return out + self.u.view(view)
+        shift = self.u.view(view)
+        if skip:  # prefix tokens are not averaged by GAP: they are not shifted
+            keep = torch.ones(out.shape[1], 1, dtype=out.dtype, device=out.device)
+            keep[:skip] = 0
+            shift = shift * keep
+        return out + shift
 
     def reset(self, active: bool) -> None:
         self.active, self.u, self.calls = active, None, 0
@@ -225,22 +269,19 @@ def blank_pass(model: Model, layer: str | LayerSpec) -> tuple[tuple[int, ...], i
     Raises
     ------
     RcvlabError
-        A layer that gives vectors or is not reached; a network that does not return
-        ``(n, classes)`` logits.
+        A layer that gives vectors or is not reached, or whose output does not fit its
+        layout (:class:`rcvlab.features.hooks.LayoutError`); a network that does not
+        return ``(n, classes)`` logits.
     """
     spec = layer_spec(model, layer)
     module = model.module
     param = next(module.parameters(), None)
-    dev = param.device if param is not None else torch.device("cpu")
+    dev = module_device(module)
     dtype = param.dtype if param is not None else torch.float32
     s = model.input_size
-    was_training = module.training
-    module.eval()
-    try:
-        with shift_hook(module, spec) as hook, torch.inference_mode():
-            logits = module(torch.zeros(1, 3, s, s, device=dev, dtype=dtype))
-    finally:
-        module.train(was_training)
+    # eval mode on the module's own device; it comes back as given (modes, no hooks)
+    with borrowed(module, dev), shift_hook(module, spec) as hook, torch.inference_mode():
+        logits = module(torch.zeros(1, 3, s, s, device=dev, dtype=dtype))
     if hook.shape is None:
         raise RcvlabError(f"Layer '{spec.name}' was not reached in the forward pass.")
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
@@ -309,7 +350,8 @@ def resolve_target_class(model: Model | nn.Module, target_class: int | str) -> i
 
 
 def _as_images(images: Images) -> ImageSet | torch.Tensor:
-    if isinstance(images, torch.Tensor):
+    # uint8 pixels are preprocessed like arrays; float tensors are used as they are
+    if isinstance(images, torch.Tensor) and images.dtype != torch.uint8:
         if images.ndim != 4:
             raise DataError(
                 f"A preprocessed batch must have shape (n, 3, H, W), got {tuple(images.shape)}."
@@ -322,11 +364,10 @@ def _as_images(images: Images) -> ImageSet | torch.Tensor:
 
 @contextmanager
 def _grad_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; both restored on exit."""
-    was_training = module.training
+    """No parameter gradients for the duration (flags restored on exit); device, eval mode
+    and their restoration are :func:`rcvlab.models.state.borrowed`'s."""
     flags = [(p, p.requires_grad) for p in module.parameters()]
     try:
-        module.eval()
         for p, _ in flags:
             p.requires_grad_(False)
         with torch.enable_grad():
@@ -334,7 +375,6 @@ def _grad_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for p, f in flags:
             p.requires_grad_(f)
-        module.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -362,13 +402,14 @@ class GradientPass:
 class PassOptions(TypedDict, total=False):
     """Keyword options of :func:`gradient_pass` (and of the functions built on it):
     ``batch_size`` (16), ``device``, ``resize`` (``"resize"``), ``strict`` (False),
-    ``progress`` (False); see there."""
+    ``progress`` (False), ``layout`` (None); see there."""
 
     batch_size: int
     device: str | torch.device | None
     resize: str
     strict: bool
     progress: bool | Callable[[int, int], None]
+    layout: str | Mapping[str, str] | None
 
 
 def gap_gradient(
@@ -394,6 +435,7 @@ def gradient_pass(
     resize: str = "resize",
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
+    layout: str | Mapping[str, str] | None = None,
 ) -> GradientPass:
     """Gradient of class ``K``'s logit with respect to a GAP-space shift of ``layer``, and
     the layer's GAP features, from one forward and one backward pass per batch.
@@ -401,8 +443,9 @@ def gradient_pass(
     For image ``x`` with layer map ``A``, ``g(x) = d/du f_K(A + u)`` at ``u = 0`` with ``u``
     broadcast over every position, i.e. the sum over positions of ``dF_K/dA``. The
     sensitivity along a unit RCV ``v`` is ``g(x) . v`` (:func:`directional_derivative`).
-    One forward and one backward pass per batch; the module is put in eval mode and its
-    parameters' ``requires_grad`` flags are restored afterwards.
+    One forward and one backward pass per batch, in eval mode on ``device``; the module
+    comes back as it was given (device, memory format, ``training`` flags, parameters'
+    ``requires_grad`` flags, no hooks).
 
     Parameters
     ----------
@@ -411,11 +454,13 @@ def gradient_pass(
     images : ImageSet, tensor, ndarray or sequence of images
         An :class:`ImageSet` (or arrays / PIL images) is read and preprocessed exactly as
         :func:`rcvlab.features.extract_features` does (``model.preprocessing(images,
-        mode=resize)``); a tensor is an already preprocessed ``(n, 3, H, W)`` batch, used in
-        its own dtype (the module must have the same dtype, e.g. ``.double()`` for float64).
+        mode=resize)``), and so is a uint8 tensor ``(n, 3, H, W)`` or ``(n, H, W, 3)``; a
+        float tensor is an already preprocessed ``(n, 3, H, W)`` batch, used in its own
+        dtype (the module must have the same dtype, e.g. ``.double()`` for float64).
     layer : str or LayerSpec
         A layer of the model (kinds ``output`` or ``residual_sum``) whose output is a map
-        ``(n, C, H, W)`` or tokens ``(n, L, C)``.
+        or tokens, as its layout says (a plain module's layers are read as ``NCHW`` maps;
+        pass ``layout`` for others).
     target_class : int or str
         Index of the logit (or a category name of the model).
     batch_size : int
@@ -427,6 +472,11 @@ def gradient_pass(
         Raise on an unreadable image instead of leaving its row NaN.
     progress : bool or callable
         A progress bar, or ``progress(done, total)`` after each batch.
+    layout : str or mapping of str to str, optional
+        The layer's layout, as in :func:`rcvlab.features.extract_features`: ``NCHW``,
+        ``NHWC`` (channels last), ``NLC`` (tokens ``(n, L, C)``), ``NLC+k`` (``k``
+        class/register tokens first, not shifted since GAP leaves them out). Needed for a
+        plain module's token or channels-last layer; a Model's layers know theirs.
 
     Returns
     -------
@@ -439,9 +489,11 @@ def gradient_pass(
         Unknown layer or class name.
     RcvlabError
         A softmax layer, a layer giving vectors (the logits), a target class out of range,
-        a logit that does not depend on the layer.
+        a logit that does not depend on the layer; an output that does not fit the layer's
+        layout, or whose layout is not known (:class:`rcvlab.features.hooks.LayoutError`,
+        naming ``layout=``).
     """
-    spec = layer_spec(model, layer)
+    spec = layer_spec(model, layer, layout)
     module = model.module if isinstance(model, Model) else model
     k = resolve_target_class(model, target_class)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
@@ -461,7 +513,6 @@ def gradient_pass(
     from rcvlab.features.extract import choose_device
 
     dev = data.device if tensor_input and device is None else choose_device(device)
-    module.to(dev)
     param = next(module.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
 
@@ -471,6 +522,7 @@ def gradient_pass(
     skipped: dict[int, Skip] = {}
     batches = [(i0, min(i0 + batch_size, n)) for i0 in range(0, n, batch_size)]
     with (
+        borrowed(module, dev),
         _grad_mode(module),
         shift_hook(module, spec) as hook,
         # registered after the shift: it pools the shifted map, whose shift is 0

@@ -170,6 +170,7 @@ def summarise(
     r2_by_class: Mapping[str, ArrayLike] | None = None,
     n_constant: int = 0,
     n_floored: int = 0,
+    disjoint: bool = False,
 ) -> LayerScore:
     """Summarise one layer's repetitions into a :class:`LayerScore`.
 
@@ -190,6 +191,11 @@ def summarise(
         Columns dropped as constant (maximum over repetitions).
     n_floored : int
         Columns whose scale the ``min_std`` guard raised (maximum over repetitions).
+    disjoint : bool
+        The values come from disjoint test sets (leave-one-class-out: one value per held-out
+        class): the interval is the plain Student-t interval :func:`mean_ci95` over all
+        values, without the Nadeau–Bengio correction (``n_train``/``n_test`` are not used
+        for it) and without per-class pooling.
 
     Returns
     -------
@@ -203,7 +209,9 @@ def summarise(
     by_class = {
         str(k): tuple(float(x) for x in np.ravel(v)) for k, v in (r2_by_class or {}).items()
     }
-    if len(by_class) >= 2:
+    if disjoint:
+        ci = mean_ci95(r2)
+    elif len(by_class) >= 2:
         names = list(by_class)
         ci = pooled_ci95(
             [by_class[c] for c in names],

@@ -40,6 +40,7 @@ from rcvlab.features.hooks import capture
 from rcvlab.features.pooling import gap
 from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model, Preprocessing, load_model
+from rcvlab.models.state import borrowed, module_device
 from rcvlab.runio import write_torch
 
 _FORMAT = "rcvlab-pruned-model"
@@ -357,7 +358,11 @@ def prune(model: Model, at: str, *, copy: bool = True, verify: bool = True) -> P
         For ``add_k`` the pruned network ends at the block's residual sum, before its ReLU.
     copy : bool
         Deep-copy the kept modules (default), so that training the pruned network leaves
-        ``model`` untouched; ``False`` shares them with ``model.module``.
+        ``model`` untouched. ``False`` shares them with ``model.module``: the pruned network
+        is then a view of the source, and what is done to it later (``.train()``, ``.to()``,
+        an optimiser step) is done to the source's kept modules too. Either way ``prune``
+        itself leaves ``model.module`` as it was given (device, memory format, every
+        submodule's ``training`` flag, no hooks).
     verify : bool
         Check on one random input that the pruned network reproduces the layer's features
         as read by hooks in the full network. Networks whose forward order rcvlab guessed
@@ -366,7 +371,9 @@ def prune(model: Model, at: str, *, copy: bool = True, verify: bool = True) -> P
     Returns
     -------
     PrunedModel
-        In the source module's train/eval mode, on its device.
+        On the source module's device. Kept modules have their own ``training`` flags
+        (copied or shared); the modules :func:`prune` adds (the containers, the residual
+        sum) take the source module's top-level flag.
 
     Raises
     ------
@@ -380,6 +387,10 @@ def prune(model: Model, at: str, *, copy: bool = True, verify: bool = True) -> P
     spec = check_prune_layer(model, at)
     plan = _plan(model)
     backbone, kept = _cut(model, plan, spec)
+    source = {id(m) for m in model.module.modules()}
+    for m in backbone.modules():
+        if id(m) not in source:  # a container added by the cut: the source's mode
+            m.training = model.module.training
     if copy:
         backbone = _copy.deepcopy(backbone)
     pm = PrunedModel(
@@ -396,6 +407,7 @@ def prune(model: Model, at: str, *, copy: bool = True, verify: bool = True) -> P
         weights_id=model.weights_id,
         seed=model.seed,
     )
+    pm.training = model.module.training
     # a guessed chain was already checked against the forward by check_prune_layer
     y = _run_cut(model, spec, pm.backbone, kept, verify=verify and plan.known, pruned=pm)
     pm.out_dim = int(y.shape[1])
@@ -413,24 +425,20 @@ def _run_cut(
 ) -> torch.Tensor:
     """GAP of ``backbone`` on one random input; with ``verify``, compared with the hooks'."""
     module = model.module
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    device = module_device(module)
     size = model.input_size
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    # Eval mode for the check: a training-mode pass would update BatchNorm statistics.
-    was_training = module.training
-    others = [m for m in (backbone, pruned) if m is not None]
-    try:
-        module.eval()
-        for m in others:
-            m.eval()
-        with torch.inference_mode():
-            y = gap(backbone(x))
-            if verify:
-                _verify(model, spec, kept, y, x)
-    finally:
-        module.train(was_training)
-        for m in others:
-            m.train(was_training)
+    # Eval mode for the check (a training-mode pass would update BatchNorm statistics),
+    # borrowed: every submodule of the source and of the cut, shared or copied, gets its
+    # own mode back.
+    with (
+        borrowed(module, device),
+        borrowed(pruned if pruned is not None else backbone, device),
+        torch.inference_mode(),
+    ):
+        y = gap(backbone(x))
+        if verify:
+            _verify(model, spec, kept, y, x)
     return y
 
 

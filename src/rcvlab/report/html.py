@@ -235,8 +235,20 @@ def _anchor(i: int) -> str:
     return f"result-{i + 1}"
 
 
+LOCO = "leave-one-class-out"
+#: What each split means, for the pages.
+SPLIT_TEXT = {
+    "per-class": "per class: repeated random train/test splits within each class, R² pooled "
+    "over classes and repetitions",
+    "pooled": "pooled: repeated random train/test splits of all images together",
+    LOCO: "leave-one-class-out: fitted on all other classes, R² on the held-out class; one "
+    "split per class, 95 % CI a Student-t interval over the held-out classes",
+}
+
+
 def _result_name(r: ProfileResult) -> str:
-    return " — ".join(p for p in (r.model, r.measure) if p) or "profile"
+    name = " — ".join(p for p in (r.model, r.measure) if p) or "profile"
+    return f"{name} ({LOCO})" if r.split == LOCO else name
 
 
 def _overview(results: Sequence[ProfileResult]) -> str:
@@ -248,6 +260,7 @@ def _overview(results: Sequence[ProfileResult]) -> str:
                 "model": f'<a href="#{_anchor(i)}">{_e(r.model or "?")}</a>',
                 "weights": r.weights,
                 "measure": r.measure,
+                "split": r.split,
                 "best layer": r.best_layer,
                 "test R² mean ± std [95 % CI]": fmt_score(best),
                 "median R²": fmt_num(best.r2_median),
@@ -280,6 +293,9 @@ def _layer_table(r: ProfileResult) -> str:
             f"{weights} R² mean ± std [95 % CI]": fmt_score(s),
             f"{weights} R² median": fmt_num(s.r2_median),
         }
+        if r.split == LOCO:
+            for c, v in s.r2_by_class.items():
+                row[f"{c} held out"] = fmt_num(v[0] if len(v) == 1 else math.nan)
         if r.min_std is not None:
             row["columns floored (max over splits)"] = s.n_floored
         for k in kinds:
@@ -299,8 +315,12 @@ def _result_section(i: int, r: ProfileResult) -> str:
         ("measure", r.measure or "n/a"),
         *_data_rows(r.data),
         ("regressor", regressor),
-        ("repetitions", str(r.reps)),
-        ("test fraction", f"{r.test_fraction:g}"),
+        ("split", SPLIT_TEXT.get(r.split, r.split)),
+        *(
+            [("held-out classes", ", ".join(r.data.get("classes", [])) or "n/a")]
+            if r.split == LOCO
+            else [("repetitions", str(r.reps)), ("test fraction", f"{r.test_fraction:g}")]
+        ),
         ("seed", str(r.seed)),
         (
             "standardisation guard (min_std)",
@@ -320,6 +340,12 @@ def _result_section(i: int, r: ProfileResult) -> str:
         if r.command
         else '<p class="muted">(no command recorded)</p>'
     )
+    held_out = (
+        " Each value is the R² on one class the RCV was not fitted on (one column per "
+        "held-out class); mean, median and interval are over the held-out classes."
+        if r.split == LOCO
+        else ""
+    )
     return (
         f'<section id="{_anchor(i)}"><h2>{_e(_result_name(r))}</h2>'
         f"{_meta_list(rows)}<h3>Command</h3>{command}"
@@ -327,9 +353,77 @@ def _result_section(i: int, r: ProfileResult) -> str:
         '<p class="muted">Layers in network order; ★ marks the best layer (highest mean '
         "test R² of the model). Below 0 (e^(R²−1) &lt; 1/e ≈ 0.368) the regression is worse "
         "than predicting the mean. A median far above the mean means that a few splits "
-        "pull the mean down.</p>"
+        f"pull the mean down.{held_out}</p>"
         f"{_layer_table(r)}</section>"
     )
+
+
+def _mean_of(s: LayerScore | None) -> str:
+    return "n/a" if s is None else fmt_num(s.r2_mean)
+
+
+def split_comparison_section(
+    per_class: Sequence[ProfileResult],
+    held_out: Sequence[ProfileResult],
+    *,
+    notes: Sequence[str] = (),
+) -> str:
+    """An HTML section comparing per-class and leave-one-class-out profiles per network.
+
+    One table per network, a row per layer: the per-class mean test R² of the model and of
+    its random-weights twin, then the leave-one-class-out mean R² of the model, the twin
+    and the shuffled measures, and the model's R² on every held-out class.
+
+    Parameters
+    ----------
+    per_class, held_out : sequence of ProfileResult
+        One per network, in the same order.
+    notes : sequence of str
+        Paragraphs shown above the tables (escaped here).
+
+    Returns
+    -------
+    str
+        The section's HTML (every text escaped), for ``render_report(sections=...)``.
+    """
+    if len(per_class) != len(held_out):
+        raise ValueError(f"{len(per_class)} per-class profiles, {len(held_out)} held-out ones")
+    parts = ['<section id="splits"><h2>Per class versus leave-one-class-out</h2>']
+    parts += [f'<p class="note">{_e(n)}</p>' for n in notes]
+    for a, b in zip(per_class, held_out, strict=True):
+        look = {
+            (split, kind): {s.layer: s for s in res.profiles.get(kind, ())}
+            for split, res in (("pc", a), ("lo", b))
+            for kind in ("model", "random", "shuffled")
+        }
+        rows = []
+        for i, layer in enumerate(a.layers):
+            row: dict[str, Any] = {
+                "#": i,
+                "layer": layer
+                + (" ★" if layer == a.best_layer else "")
+                + (" ◆" if layer == b.best_layer else ""),
+                "per class R²": _mean_of(look[("pc", "model")].get(layer)),
+                "per class random R²": _mean_of(look[("pc", "random")].get(layer)),
+                "held-out R²": _mean_of(look[("lo", "model")].get(layer)),
+                "held-out random R²": _mean_of(look[("lo", "random")].get(layer)),
+                "held-out shuffled R²": _mean_of(look[("lo", "shuffled")].get(layer)),
+            }
+            s = look[("lo", "model")].get(layer)
+            for c in b.data.get("classes", []):
+                v = () if s is None else s.r2_by_class.get(c, ())
+                row[f"{c} held out"] = fmt_num(v[0] if len(v) == 1 else None)
+            rows.append(row)
+        rows_best = {a.layers.index(a.best_layer): "best"} if a.best_layer in a.layers else {}
+        parts.append(f"<h3>{_e(a.model or 'model')}</h3>")
+        parts.append(html_table(pd.DataFrame(rows), css_class="layers", row_classes=rows_best))
+    parts.append(
+        '<p class="muted">Mean test R² per layer. ★ the best layer per class, ◆ the best '
+        "layer held out. Per class: fitted and tested on images of the same class "
+        "(repeated random splits). Held out: fitted on all other classes, tested on the "
+        "held-out class, one value per class.</p></section>"
+    )
+    return "".join(parts)
 
 
 def _figures_section(figures: Mapping[str, FigureLike]) -> str:
@@ -456,11 +550,13 @@ def write_report(
 
 __all__ = [
     "ENV_PACKAGES",
+    "SPLIT_TEXT",
     "environment_info",
     "figure_data_uri",
     "fmt_num",
     "fmt_score",
     "html_table",
     "render_report",
+    "split_comparison_section",
     "write_report",
 ]

@@ -30,13 +30,21 @@ def write_profile_run(
     title: str = "rcvlab layer-wise concept profile",
     notes: Sequence[str] = (),
     sections: Sequence[str] = (),
+    held_out: Sequence[ProfileResult] = (),
 ) -> dict[str, Path]:
     """Write ``profile.json`` (first result; others as ``profile_<model>.json``), ``profile.csv``
     (all results, a ``model`` column), ``profile.png``, ``skipped.csv`` and ``report.html``.
 
     Every file is written atomically (a temporary name, then a rename), so a killed run never
     leaves a half-written one. ``profile.csv`` has the columns ``model``, ``weights``, then
-    those of :meth:`ProfileResult.to_frame` (``r2_median``, ``n_floored`` among them).
+    those of :meth:`ProfileResult.to_frame` (``split``, ``r2_median``, ``n_floored`` among
+    them).
+
+    With ``held_out`` (leave-one-class-out profiles of the same networks, in the same order)
+    the run also gets ``profile_loco.json`` (first; others ``profile_loco_<model>.json``),
+    their rows in ``profile.csv`` (``split`` tells them apart), ``profile_splits.png`` (per
+    class beside leave-one-class-out, one row per network) and, in the report, their
+    sections and a comparison table.
 
     Parameters
     ----------
@@ -46,28 +54,46 @@ def write_profile_run(
         One per model; the first one is ``profile.json``.
     title, notes, sections
         Passed to :func:`rcvlab.report.html.write_report`.
+    held_out : sequence of ProfileResult
+        Empty, or one leave-one-class-out profile per result.
 
     Returns
     -------
     dict of str to Path
         The files written, by kind.
     """
-    from rcvlab.report.html import write_report
-    from rcvlab.viz.profile import plot_profile, plot_profiles
+    from rcvlab.report.html import split_comparison_section, write_report
+    from rcvlab.viz.profile import plot_profile, plot_profiles, plot_split_comparison
 
     out = Path(out)
+    if held_out and len(held_out) != len(results):
+        raise ValueError(f"{len(held_out)} held-out profiles for {len(results)} results")
     files: dict[str, Path] = {}
-    for i, res in enumerate(results):
-        name = "profile.json" if i == 0 else f"profile_{res.model}.json"
-        res.to_json(out / name)
-        files[name] = out / name
-    write_text(out / "profile.csv", profiles_frame(results).to_csv(index=False))
+    for stem, group in (("profile", results), ("profile_loco", held_out)):
+        for i, res in enumerate(group):
+            name = f"{stem}.json" if i == 0 else f"{stem}_{res.model}.json"
+            res.to_json(out / name)
+            files[name] = out / name
+    frame = profiles_frame([*results, *held_out])
+    write_text(out / "profile.csv", frame.to_csv(index=False))
     files["profile.csv"] = out / "profile.csv"
     fig = plot_profile(results[0]) if len(results) == 1 else plot_profiles(results)
     write_figure(out / "profile.png", fig, dpi=120)
     files["profile.png"] = out / "profile.png"
+    figures = {"Normalised test R² e^(R²−1) per layer (95 % CI error bars)": fig}
+    sections = list(sections)
+    if held_out:
+        both = plot_split_comparison(results, held_out)
+        write_figure(out / "profile_splits.png", both, dpi=110)
+        files["profile_splits.png"] = out / "profile_splits.png"
+        figures[
+            "Per class (left: fitted and tested within each class) versus leave-one-class-out "
+            "(right: fitted on the other classes, tested on the held-out one); error bars: "
+            "95 % CI over repetitions (left) and over held-out classes (right)"
+        ] = both
+        sections.insert(0, split_comparison_section(results, held_out))
     skipped: list[tuple[str, str]] = []
-    for res in results:
+    for res in [*results, *held_out]:
         for s in res.data.get("skipped", []):
             if (s["path"], s["reason"]) not in skipped:
                 skipped.append((s["path"], s["reason"]))
@@ -84,12 +110,12 @@ def write_profile_run(
             )
     write_report(
         out / "report.html",
-        list(results),
+        [*results, *held_out],
         title=title,
-        figures={"profile": fig},
+        figures=figures,
         skipped=skipped,
         notes=list(notes),
-        sections=list(sections),
+        sections=sections,
     )
     files["report.html"] = out / "report.html"
     return files

@@ -7,6 +7,7 @@ from rcvlab.viz.profile import (
     normalised_ci95,
     plot_profile,
     plot_profiles,
+    plot_split_comparison,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "normalised_ci95",
     "plot_profile",
     "plot_profiles",
+    "plot_split_comparison",
 ]

@@ -28,6 +28,14 @@ CURVES: tuple[tuple[str, str, str], ...] = (
     ("shuffled", "shuffled measures", "tab:green"),
 )
 ERRORBAR_NOTE = "error bars: 95 % CI of the mean\nover repetitions"
+#: The same for a leave-one-class-out profile: one value per held-out class.
+ERRORBAR_NOTE_LOCO = "error bars: 95 % CI of the mean\nover held-out classes"
+#: Short names of the splits for titles.
+SPLIT_LABELS = {
+    "per-class": "per class",
+    "pooled": "pooled",
+    "leave-one-class-out": "leave-one-class-out",
+}
 Y_LABEL = "normalised test R²  e^(R²−1)"
 Y_LIMITS = (0.0, 1.1)
 
@@ -97,7 +105,23 @@ def _series(result: ProfileResult, kind: str) -> tuple[np.ndarray, np.ndarray, n
 
 def _default_title(result: ProfileResult) -> str:
     parts = [p for p in (result.model, result.measure) if p]
-    return " — ".join(parts) if parts else "concept profile"
+    title = " — ".join(parts) if parts else "concept profile"
+    if result.split == "leave-one-class-out":
+        title += " (leave-one-class-out)"
+    return title
+
+
+def errorbar_note(results: Sequence[ProfileResult]) -> str:
+    """What the error bars of ``results`` are intervals over (repetitions, held-out classes)."""
+    loco = [r.split == "leave-one-class-out" for r in results]
+    if all(loco):
+        return ERRORBAR_NOTE_LOCO
+    if any(loco):
+        return (
+            "error bars: 95 % CI of the mean\nover repetitions (leave-one-class-out: "
+            "over held-out classes)"
+        )
+    return ERRORBAR_NOTE
 
 
 def _root_figure(ax: Axes) -> Figure:
@@ -126,7 +150,8 @@ def plot_profile(
     ax : matplotlib.axes.Axes, optional
         Axes to draw into; a new figure with one axes is made when omitted.
     title : str, optional
-        Axes title; defaults to ``"<model> — <measure>"``.
+        Axes title; defaults to ``"<model> — <measure>"`` (with ``(leave-one-class-out)``
+        for such a profile).
     legend : bool
         Whether to draw the legend in this axes.
 
@@ -135,7 +160,8 @@ def plot_profile(
     matplotlib.figure.Figure
         The figure holding the axes. The axes has one errorbar container per curve, in the
         order model, random, shuffled; y is ``r2_norm_mean`` of each layer, the error bars
-        are 95 % intervals (see :func:`normalised_ci95`).
+        are 95 % intervals (see :func:`normalised_ci95`): over repetitions, or over held-out
+        classes for a leave-one-class-out profile.
     """
     if ax is None:
         n = len(result.layers)
@@ -205,7 +231,7 @@ def plot_profile(
             loc="upper left",
             bbox_to_anchor=(1.01, 1.0),
             fontsize="small",
-            title=ERRORBAR_NOTE,
+            title=errorbar_note([result]),
             title_fontsize="x-small",
         )
     return fig
@@ -251,7 +277,74 @@ def plot_profiles(
         loc="outside lower center",
         ncols=len(labels),
         fontsize="small",
-        title=ERRORBAR_NOTE.replace("\n", " "),
+        title=errorbar_note(results).replace("\n", " "),
+        title_fontsize="x-small",
+    )
+    return fig
+
+
+def plot_split_comparison(
+    per_class: Sequence[ProfileResult],
+    held_out: Sequence[ProfileResult],
+) -> Figure:
+    """Per-class beside leave-one-class-out profiles: one row per network, two panels.
+
+    The left panel of a row shows the profile fitted and tested within each class, the
+    right one the profile fitted on the other classes and tested on the held-out class, on
+    the same y axis, so that a layer that reads the measure only among images of a class it
+    was fitted on stands out.
+
+    Parameters
+    ----------
+    per_class, held_out : sequence of ProfileResult
+        One per network, in the same order (``held_out[i]`` of the same model as
+        ``per_class[i]``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``2 * len(per_class)`` axes, row-major (per class, leave-one-class-out per row),
+        sharing the y axis, with one legend.
+
+    Raises
+    ------
+    ValueError
+        Empty or unequal sequences, or a pair of different models.
+    """
+    if not per_class or len(per_class) != len(held_out):
+        raise ValueError(
+            f"plot_split_comparison needs one held-out profile per per-class profile, got "
+            f"{len(per_class)} and {len(held_out)}."
+        )
+    for a, b in zip(per_class, held_out, strict=True):
+        if a.model != b.model:
+            raise ValueError(f"Profiles of different models side by side: {a.model}, {b.model}.")
+    width = max(4.0, 1.0 + 0.42 * max(len(r.layers) for r in (*per_class, *held_out)))
+    fig = Figure(figsize=(2 * width, 4.2 * len(per_class) + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(per_class), 2, sharey=True, squeeze=False)
+    for row, (a, b) in enumerate(zip(per_class, held_out, strict=True)):
+        for col, res in enumerate((a, b)):
+            ax = axes[row, col]
+            name = " — ".join(p for p in (res.model, res.measure) if p) or "profile"
+            plot_profile(
+                res,
+                ax=ax,
+                title=f"{name}: {SPLIT_LABELS.get(res.split, res.split)}",
+                legend=False,
+            )
+            if col > 0:
+                ax.set_ylabel("")
+    handles, labels = max(
+        (ax.get_legend_handles_labels() for ax in axes.ravel()), key=lambda h: len(h[1])
+    )
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(labels),
+        fontsize="small",
+        title=errorbar_note([*per_class, *held_out]).replace("\n", " "),
         title_fontsize="x-small",
     )
     return fig
@@ -259,9 +352,12 @@ def plot_profiles(
 
 __all__ = [
     "ERRORBAR_NOTE",
+    "ERRORBAR_NOTE_LOCO",
+    "errorbar_note",
     "model_label",
     "normalised",
     "normalised_ci95",
     "plot_profile",
     "plot_profiles",
+    "plot_split_comparison",
 ]
