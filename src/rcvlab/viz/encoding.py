@@ -17,6 +17,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from rcvlab.analyses.alignment import AlignmentCurve, AlignmentResult
 from rcvlab.analyses.consistency import ConsistencyResult
 from rcvlab.analyses.sparsity import SparsityResult
+from rcvlab.viz.profile import shared_legend
 
 R2_FLOOR = -1.0
 """Lowest R² drawn by :func:`plot_sparsity`; points below sit on the floor as open triangles."""
@@ -104,16 +105,11 @@ def plot_sparsity(result: SparsityResult, *, floor: float = R2_FLOOR) -> Figure:
         ax.set_title(f"test set: {name} (n = {result.n_test[name]})", fontsize="medium")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("R²")
-    handles, labels = axes[0].get_legend_handles_labels()
-    labels = [lb.replace(" (same class)", "") for lb in labels]
-    fig.legend(
-        handles,
-        labels,
-        loc="outside lower center",
-        ncols=len(labels),
-        fontsize="small",
-        title="bands: 95 % CI of the mean over repetitions",
-        title_fontsize="x-small",
+    shared_legend(
+        fig,
+        axes[:1],
+        "bands: 95 % CI of the mean over repetitions",
+        rename=lambda lb: lb.replace(" (same class)", ""),
     )
     train = result.meta.get("train_class", "training class")
     bits = _title_bits(result.meta)

@@ -9,7 +9,8 @@ objects; saving or showing them is up to the caller.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -237,6 +238,28 @@ def plot_profile(
     return fig
 
 
+def shared_legend(
+    fig: Figure,
+    axes: Sequence[Any],
+    title: str,
+    rename: Callable[[str], str] | None = None,
+) -> None:
+    """One legend below all panels: the curves and markers mean the same in every panel, so
+    take the panel with the most entries (some results may lack a baseline)."""
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[1]))
+    if rename is not None:
+        labels = [rename(lb) for lb in labels]
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(labels),
+        fontsize="small",
+        title=title,
+        title_fontsize="x-small",
+    )
+
+
 def plot_profiles(
     results: Sequence[ProfileResult],
     *,
@@ -268,18 +291,7 @@ def plot_profiles(
         plot_profile(result, ax=ax, title=None if titles is None else titles[i], legend=False)
         if i > 0:
             ax.set_ylabel("")
-    # One shared legend: the curves and markers mean the same in every panel; take the
-    # panel with the most entries in case some result lacks a baseline.
-    handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda h: len(h[1]))
-    fig.legend(
-        handles,
-        labels,
-        loc="outside lower center",
-        ncols=len(labels),
-        fontsize="small",
-        title=errorbar_note(results).replace("\n", " "),
-        title_fontsize="x-small",
-    )
+    shared_legend(fig, axes, errorbar_note(results).replace("\n", " "))
     return fig
 
 
@@ -335,18 +347,7 @@ def plot_split_comparison(
             )
             if col > 0:
                 ax.set_ylabel("")
-    handles, labels = max(
-        (ax.get_legend_handles_labels() for ax in axes.ravel()), key=lambda h: len(h[1])
-    )
-    fig.legend(
-        handles,
-        labels,
-        loc="outside lower center",
-        ncols=len(labels),
-        fontsize="small",
-        title=errorbar_note([*per_class, *held_out]).replace("\n", " "),
-        title_fontsize="x-small",
-    )
+    shared_legend(fig, axes.ravel(), errorbar_note([*per_class, *held_out]).replace("\n", " "))
     return fig
 
 
