@@ -233,3 +233,22 @@ def test_cache_key_keeps_old_maps_and_separates_layouts():
     k1 = LayerSpec("a", "a", reshape=lambda t: t).key()
     k2 = LayerSpec("a", "a", reshape=lambda t: t * 2).key()
     assert k1 != k2
+
+
+def test_channels_last_only_for_networks_of_maps(monkeypatch):
+    """Channels-last speeds CNNs up on CPU but slows transformers: on only without token or
+    NHWC layers, unless asked for."""
+    import rcvlab.features.extract as fx
+
+    seen = []
+    real = fx.borrowed
+
+    def spy(module, device, *, channels_last=False):
+        seen.append(channels_last)
+        return real(module, device, channels_last=channels_last)
+
+    monkeypatch.setattr(fx, "borrowed", spy)
+    extract_features(_net(), _images(), ["2"], input_size=16)
+    extract_features(_net(), _images(), ["2", "3"], input_size=16, layout={"3": "NHWC"})
+    extract_features(_net(), _images(), ["3"], input_size=16, layout="NHWC", channels_last=True)
+    assert seen == [True, False, True]

@@ -373,7 +373,7 @@ def extract_features(
     shard: tuple[int, int] | None = None,
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
-    channels_last: bool = True,
+    channels_last: bool | None = None,
     layout: str | Mapping[str, str] | None = None,
     reshape: Reshape | Mapping[str, Reshape] | None = None,
 ) -> FeatureSet:
@@ -439,9 +439,10 @@ def extract_features(
     progress : bool or callable
         Show a progress bar, or call ``progress(done, total)`` after each batch (``total``
         is 0 for an iterable whose length is not known in advance).
-    channels_last : bool
-        Run in channels-last memory format (faster for CNNs on CPU); the module's own
-        memory format is restored afterwards.
+    channels_last : bool, optional
+        Run in channels-last memory format; the module's own memory format is restored
+        afterwards. Default: on for CNNs (faster on CPU), off for networks with token or NHWC
+        layers (transformers), where it slows the forward pass (Swin-T: 8.9 vs 10.4 img/s).
     layout : str or mapping of str to str, optional
         How layer outputs are laid out, for every layer or per layer name: ``NCHW``,
         ``NHWC`` (channels last), ``NLC`` (tokens, the model's prefix tokens first),
@@ -507,6 +508,8 @@ def extract_features(
     elif input_size is not None and input_size != model.input_size:
         model = replace(model, preprocessing=replace(model.preprocessing, input_size=input_size))
     specs = model.resolve(layers, layout=layout, reshape=reshape)
+    if channels_last is None:
+        channels_last = not any(s.layout in ("NLC", "NHWC") for s in (*model.layer_specs, *specs))
     start, stop = (0, n) if shard is None else (int(shard[0]), int(shard[1]))
     if not stream and not 0 <= start < stop <= n:
         raise RcvlabError(f"Shard {shard} is outside the data set's range [0, {n}).")
