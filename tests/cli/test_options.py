@@ -241,6 +241,7 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
         (["noise-size", "--model", "mobilenet_v2", "--sizes", "0:x", "--out", "o"], "0:x"),
         (["sparsity", *one, "--train-class", "red", "--alphas", "0:x", "--out", "o"], "--alphas"),
         ([*probe, "--split", "leave-one-class-out", "--reps", "5", "--out", "o"], "--reps"),
+        (["demo", "--models", "nope_net", "--cache-dir", "none", "--out", "o"], "nope_net"),
         # a constant measure, found before any extraction
         ([*probe[:-4], "--measure", "flat", "--cache-dir", "none", "--out", "o"], "constant"),
         # devices
@@ -260,11 +261,11 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
     ]
 
 
-@pytest.mark.parametrize("i", range(25))
+@pytest.mark.parametrize("i", range(26))
 def test_bad_input_is_one_line_and_leaves_nothing(runner, data, tmp_path, monkeypatch, i):
     monkeypatch.chdir(tmp_path)
     cases = _bad_cases(data, tmp_path)
-    assert len(cases) == 25
+    assert len(cases) == 26
     args, needle = cases[i]
     r = runner.invoke(main, args)
     assert r.exit_code == 2, f"{args}: {r.output}{r.stderr}"

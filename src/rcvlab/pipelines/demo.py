@@ -16,6 +16,7 @@ from rcvlab.analyses.alignment import AlignmentResult
 from rcvlab.analyses.consistency import ConsistencyResult
 from rcvlab.analyses.profile import layer_profile
 from rcvlab.analyses.sparsity import SparsityResult
+from rcvlab.models.registry import load_model
 from rcvlab.probe.result import ProfileResult
 from rcvlab.report.run import profiles_frame, write_profile_run
 from rcvlab.result import Result, provenance
@@ -165,14 +166,15 @@ def run_demo(
                 progress=progress,
                 encoding=encoding,
             )
+    # every network loaded (names and weights checked) before the run folder is made
+    nets = {name: load_model(name, "imagenet", seed=seed) for name in models}
     out_dir = prepare_out(out, force=force, command=command)
     data = scaleset(n_per_class=n_per_class, seed=seed)
     echo(f"embedded scale set: {len(data)} images, classes {sorted(set(data.classes.tolist()))}")
     results, held_out, seconds = [], [], {}
-    for name in models:
+    for name, net in nets.items():
         t0 = time.perf_counter()
         kw: dict[str, Any] = dict(
-            weights="imagenet",
             regressor=regressor,
             reps=reps,
             seed=seed,
@@ -181,10 +183,10 @@ def run_demo(
             progress=progress,
             command=command,
         )
-        res = layer_profile(name, data, split="per-class", **kw)
+        res = layer_profile(net, data, split="per-class", **kw)
         t1 = time.perf_counter()
         # the same features, read back from the cache: only the regressions are new
-        loco = layer_profile(name, data, split="leave-one-class-out", **kw)
+        loco = layer_profile(net, data, split="leave-one-class-out", **kw)
         t2 = time.perf_counter()
         seconds[name] = {"per_class": round(t1 - t0, 2), "leave_one_class_out": round(t2 - t1, 2)}
         echo(f"{name} per class: {_peaks(res)} ({t1 - t0:.0f} s)")
@@ -202,6 +204,7 @@ def run_demo(
             seed=seed,
             cache_dir=cache_dir,
             command=command,
+            model=nets[models[0]],
         )
         sections.append(section)
         echo(f"encoding at {results[0].best_layer}: ({time.perf_counter() - t0:.0f} s)")
@@ -257,8 +260,12 @@ def encoding_demo(
     alpha: float = 0.001,
     cache_dir: str | os.PathLike[str] | None = None,
     command: str = "",
+    model: Any = None,
 ) -> tuple[str, dict[str, Result]]:
     """Sparsity, alignment and consistency at the profile's best layer.
+
+    ``model`` is the profiled network if it is at hand (else it is loaded from the
+    profile's model and weights).
 
     Returns the HTML section and ``{"sparsity": ..., "alignment": ..., "consistency": ...}``.
 
@@ -274,7 +281,6 @@ def encoding_demo(
     from rcvlab.analyses.common import features_by_class
     from rcvlab.analyses.consistency import consistency_from_arrays
     from rcvlab.analyses.sparsity import DEFAULT_ALPHAS, sparsity_from_arrays
-    from rcvlab.models.registry import load_model
     from rcvlab.report.encoding import (
         encoding_section,
         write_consistency_run,
@@ -282,7 +288,8 @@ def encoding_demo(
     )
 
     layer = profile.best_layer
-    model = load_model(profile.model, profile.weights, seed=seed)
+    if model is None:
+        model = load_model(profile.model, profile.weights, seed=seed)
     # one extraction (read from the profile's cache entry) serves the three analyses
     by, info = features_by_class(model, data, layer, profile.measure, cache_dir=cache_dir)
     train = next(iter(by))
