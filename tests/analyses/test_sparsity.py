@@ -82,7 +82,7 @@ def test_path_agrees_with_per_alpha_fits(monkeypatch, planted):
         assert rcv.regressor == ("lasso" if a else "ols")
 
 
-def test_other_class_is_standardised_with_the_training_split_only(planted):
+def test_other_class_is_standardised_with_the_training_split_only(monkeypatch, planted):
     X, y = planted(n=280, seed=3)
     X, y, Xo, yo = X[:200], y[:200], X[200:], y[200:]  # another "class" of the same features
     shifted = Xo * 3.0 + 1e4  # huge offset and scale: only its own statistics would undo it
@@ -90,6 +90,9 @@ def test_other_class_is_standardised_with_the_training_split_only(planted):
         X, y, alphas=[0.0, 0.1], reps=2, seed=0, test_sets={"plain": (Xo, yo), "far": (shifted, yo)}
     )
     (tr, _), _ = repeated_splits(len(y), 2, 0.5, 0)
+    # The path's Lasso solutions are exact (homotopy): the reference is a tightly solved fit.
+    monkeypatch.setattr(fit_module, "LASSO_TOL", 1e-14)
+    monkeypatch.setattr(fit_module, "LASSO_MAX_ITER", 1_000_000)
     rcv = fit_rcv(X[tr], y[tr], "lasso", 0.1)
     expected = r2_score(yo, rcv.predict(shifted))
     s_far = res.test_sets.index("far")
@@ -380,3 +383,31 @@ def test_training_r2_and_counts_match_scikit_learn(monkeypatch, planted):
                 m.score(sc.transform(X[te]), y[te]), abs=1e-7
             )
             assert res.n_nonzero[j, r] == np.count_nonzero(m.coef_)
+
+
+def test_wide_path_with_constant_columns_is_exact(monkeypatch, planted):
+    """More columns than training rows (the paper's regime), constant columns dropped: the
+    exact homotopy path equals tightly solved scikit-learn Lasso refits, support included,
+    and the default tolerance returns the same exact solutions."""
+    from sklearn.linear_model import Lasso
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = planted(n=80, d=150, k=6, seed=8)
+    X[:, [10, 90]] = 4.0
+    alphas = [0.05, 0.0, 0.3, 0.01]
+    res = sparsity_from_arrays(X, y, alphas=alphas, reps=2, seed=2)
+    monkeypatch.setattr(fit_module, "LASSO_TOL", 1e-10)
+    tight = sparsity_from_arrays(X, y, alphas=alphas, reps=2, seed=2)
+    np.testing.assert_array_equal(res.r2_test, tight.r2_test)  # exact either way
+    assert res.n_constant == 2
+    for r, (tr, te) in enumerate(repeated_splits(len(y), 2, 0.5, 2)):
+        sc = StandardScaler().fit(X[tr])
+        keep = sc.scale_ != 1.0
+        Z, Zt = sc.transform(X[tr])[:, keep], sc.transform(X[te])[:, keep]
+        for j, a in enumerate(alphas):
+            if a == 0:
+                continue
+            m = Lasso(alpha=a, tol=1e-14, max_iter=1_000_000).fit(Z, y[tr])
+            assert res.n_nonzero[j, r] == np.count_nonzero(m.coef_)
+            assert res.r2_test[0, j, r] == pytest.approx(m.score(Zt, y[te]), abs=1e-8)
+            assert res.r2_train[j, r] == pytest.approx(m.score(Z, y[tr]), abs=1e-8)

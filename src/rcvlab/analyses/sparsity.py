@@ -9,15 +9,22 @@ fitted for every alpha of a grid:
 * ``alpha = 0`` is the plain fit (``plain="ols"``: minimum-norm least squares, as the paper's
   "non-regularised" regression; or ``"ridge"`` with its leave-one-out alpha);
 * ``alpha > 0`` is scikit-learn's Lasso objective ``(1/(2n)) ||y - Zw - b||² + alpha ||w||_1``
-  on the standardised features ``Z`` with an intercept, solved for all alphas at once by
-  :func:`sklearn.linear_model.lasso_path` (coordinate descent, decreasing alphas, each fit
-  warm-started from the previous one) on the centred measure, with the tolerance and
-  iteration limit of :func:`~rcvlab.probe.fit.fit_rcv`.
+  on the standardised features ``Z`` with an intercept, solved exactly for all alphas at once
+  by following the piecewise-linear solution path (the homotopy, or LARS-Lasso, algorithm:
+  :func:`rcvlab.probe.kernels.lasso_homotopy`) on the centred measure. Every solution is
+  then held to scikit-learn's own stopping rule with the tolerance of
+  :func:`~rcvlab.probe.fit.fit_rcv` (duality gap ``<= tol * ||y_c||²``) and, should it fail
+  (or the path be degenerate, as with duplicated columns), computed by scikit-learn's
+  coordinate descent with fit_rcv's tolerance and iteration limit
+  (:func:`rcvlab.probe.kernels.lasso_path_certified`). A solution is so never worse than a
+  ``Lasso(alpha)`` refit's, and typically equal to the exact minimiser to ~1e-10: about
+  twice as fast as scikit-learn's warm-started :func:`sklearn.linear_model.lasso_path` at
+  its default tolerance (``bench/sparsity.py``).
 
-Each fit is scored by its number of non-zero coefficients (exact zeros: coordinate descent
-sets them), its training R², and its held-out R² (:func:`rcvlab.probe.stats.r2_score`) on the
-held-out side of the training class (``"same"``) and on every other class given in
-``test_sets`` (the whole class, standardised with the training split's statistics).
+Each fit is scored by its number of non-zero coefficients (exact zeros), its training R²,
+and its held-out R² (:func:`rcvlab.probe.stats.r2_score`) on the held-out side of the training
+class (``"same"``) and on every other class given in ``test_sets`` (the whole class,
+standardised with the training split's statistics).
 
 :func:`sparsity` starts from a model and images; :func:`sparsity_from_arrays` from features.
 """
@@ -32,7 +39,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from sklearn.linear_model import lasso_path
 
 from rcvlab.analyses.common import (
     ExtractOptions,
@@ -51,6 +57,7 @@ from rcvlab.analyses.common import (
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.probe import fit as fit_module
 from rcvlab.probe.fit import RCV, Design, make_rcv
+from rcvlab.probe.kernels import lasso_path_certified
 from rcvlab.probe.splits import repeated_splits
 from rcvlab.probe.stats import mean_ci95, r2_score
 from rcvlab.result import Result, jsonable
@@ -131,17 +138,17 @@ def _path(
     a = np.asarray(alphas, dtype=np.float64)
     pos = np.flatnonzero(a > 0)
     if design.k and pos.size:
-        Z = np.asfortranarray(design.Z)
+        Z = design.Z
         yc = y - y.mean()
-        order = pos[np.argsort(-a[pos], kind="stable")]  # decreasing: lasso_path's own order
-        # fit_rcv's tolerance and iteration limit, read at call time so that both follow
-        # any change of rcvlab.probe.fit.LASSO_TOL / LASSO_MAX_ITER.
-        _, coefs, _ = lasso_path(
-            Z, yc, alphas=a[order], max_iter=fit_module.LASSO_MAX_ITER, tol=fit_module.LASSO_TOL
+        # Exact solutions by homotopy, each certified by fit_rcv's tolerance (read at call
+        # time, so that both follow any change of rcvlab.probe.fit.LASSO_TOL / LASSO_MAX_ITER)
+        # and computed by coordinate descent where the certificate fails.
+        coefs = lasso_path_certified(
+            Z, yc, a[pos], tol=fit_module.LASSO_TOL, max_iter=fit_module.LASSO_MAX_ITER
         )
-        C[:, order] = coefs
+        C[:, pos] = coefs
         # As scikit-learn's Lasso: intercept = ybar - mean(Z) @ w (mean(Z) is ~1e-17).
-        b[order] = y.mean() - Z.mean(axis=0) @ coefs
+        b[pos] = y.mean() - Z.mean(axis=0) @ coefs
     for j in np.flatnonzero(a == 0):
         C[:, j], b[j] = _plain_fit(design, y, plain)
     return C, b
@@ -157,7 +164,7 @@ def rcv_path(
 
     The result equals ``fit_rcv(X_train, y_train, "lasso", alpha)`` for every ``alpha > 0``
     (up to the solver's tolerance) and ``fit_rcv(X_train, y_train, plain)`` for ``alpha = 0``,
-    but the Lasso fits share one standardisation and are warm-started along the path.
+    but the Lasso fits share one standardisation and one exact homotopy path.
 
     Parameters
     ----------
@@ -528,9 +535,10 @@ def sparsity_from_arrays(
     """Non-zero coefficients versus R² along the Lasso path, within and across classes.
 
     For each of ``reps`` seeded random splits of the training class, the training side is
-    standardised with its own statistics only, RCVs are fitted for every alpha (one
-    :func:`sklearn.linear_model.lasso_path` for the alphas > 0; the ``plain`` fit for
-    alpha 0) and every fit is scored on the held-out side (``"same"``) and on each class of
+    standardised with its own statistics only, RCVs are fitted for every alpha (one exact
+    Lasso path, :func:`rcvlab.probe.kernels.lasso_path_certified`, for the alphas > 0; the
+    ``plain`` fit for alpha 0) and every fit is scored on the held-out side (``"same"``) and
+    on each class of
     ``test_sets`` (all its rows, standardised with the **training split's** mean and
     standard deviation, never its own).
 

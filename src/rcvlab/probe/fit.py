@@ -25,13 +25,14 @@ changes nothing; it acts on the minimum-norm ``ols`` fit (``d >= n``), on ``ridg
 ``lasso``, whose solutions depend on the scale of each column.
 
 All three work in float64 whatever the input dtype. For ``ols`` and ``ridge`` one
-factorisation of the standardised training matrix (:class:`Design`: a QR for OLS, a thin
-SVD for ridge) serves every target of a split (the measure and its shuffled copy) and every
-candidate alpha.
+factorisation of the standardised training matrix (:class:`Design`: a QR for OLS, one
+symmetric eigendecomposition for ridge, :mod:`rcvlab.probe.kernels`) serves every target of a
+split (the measure and its shuffled copy) and every candidate alpha.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -42,6 +43,7 @@ from scipy.linalg import lapack
 from sklearn.linear_model import Lasso
 
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
+from rcvlab.probe.kernels import RidgeEigen, choose_alpha
 
 REGRESSORS: tuple[str, ...] = ("ols", "ridge", "lasso")
 """Names accepted by ``regressor``."""
@@ -233,10 +235,10 @@ class Design:
       values ``<= max(n, k) * eps * s_max`` (numpy ``pinv``'s cutoff) are dropped. Either
       way the cost is O(n² k) for ``k > n``, and the SVD is only paid for ill-conditioned
       layers.
-    * Ridge uses the thin SVD ``Z = U diag(s) V^T``: ``coef = V diag(s / (s² + alpha)) U^T
-      (y - ybar)``, ``intercept = ybar``. When ``k > n`` it is computed as a QR of ``Z^T``
-      followed by the SVD of the ``n x n`` triangular factor (what LAPACK does internally
-      for wide matrices, but ``V`` is never formed: it is applied through the reflectors).
+    * Ridge uses one symmetric eigendecomposition (:class:`rcvlab.probe.kernels.RidgeEigen`):
+      of the Gram matrix ``Z Z^T`` on the complement of the constant vector when ``k >= n``,
+      of ``Z^T Z`` otherwise. ``coef = (Z^T Z + alpha I)^{-1} Z^T (y - ybar)``,
+      ``intercept = ybar``, for every alpha and target from the same decomposition.
 
     Parameters
     ----------
@@ -251,56 +253,27 @@ class Design:
         n, d = X.shape
         if n < 2:
             raise DataError(f"need at least 2 training rows, got {n}")
-        A, mean, scale, keep, n_floored = _standardise_train(X, check_min_std(min_std))
+        Z, mean, scale, keep, n_floored = _standardise_train(X, check_min_std(min_std))
         self.n_floored: int = n_floored
-        self._A = A  # [1, Z]: OLS factorises it, so it is built once, Z being a view
         self.n, self.d = n, d
         self.mean_: FloatArray = mean
         self.scale_: FloatArray = scale
         self.keep: NDArray[np.bool_] = keep
         self.k = int(np.count_nonzero(keep))
-        self.Z: FloatArray = A[:, 1:]
-        self._svd_parts: tuple[FloatArray, FloatArray, FloatArray] | None = None
-        self._qr: tuple[FloatArray, FloatArray] | None = None
+        self.Z: FloatArray = Z
+        self._eigen: RidgeEigen | None = None
 
     @property
     def n_constant(self) -> int:
         """Number of columns dropped as constant."""
         return self.d - self.k
 
-    # -- the thin SVD, computed on first use -------------------------------------------------
-
-    def _decompose(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        if self._svd_parts is None:
-            n, k = self.n, self.k
-            if k == 0:
-                self._svd_parts = (np.zeros((n, 0)), np.zeros(0), np.zeros((0, 0)))
-            elif k > n:
-                (qr, tau), R = scipy.linalg.qr(self.Z.T, mode="raw", check_finite=False)
-                self._qr = (qr, tau)
-                self._svd_parts = _svd(R.T)
-            else:
-                self._svd_parts = _svd(self.Z)
-        return self._svd_parts
-
     @property
-    def U(self) -> FloatArray:
-        """Left singular vectors of ``Z``, shape (n, min(n, k))."""
-        return self._decompose()[0]
-
-    @property
-    def s(self) -> FloatArray:
-        """Singular values of ``Z``, decreasing."""
-        return self._decompose()[1]
-
-    def _v_times(self, c: FloatArray) -> FloatArray:
-        """Return ``V @ c`` for ``c`` of shape (len(s), m)."""
-        _, _, Vt = self._decompose()
-        small = Vt.T @ c
-        if self._qr is None:
-            return small
-        qr, tau = self._qr
-        return _apply_q(qr, tau, small, self.k)
+    def eigen(self) -> RidgeEigen:
+        """The eigendecomposition every ridge fit of this split shares (computed once)."""
+        if self._eigen is None:
+            self._eigen = RidgeEigen(self.Z)
+        return self._eigen
 
     def _centre(self, y: ArrayLike) -> tuple[FloatArray, FloatArray]:
         Y = np.asarray(y, dtype=np.float64)
@@ -329,7 +302,9 @@ class Design:
         n, k = self.n, self.k
         if k == 0:
             return np.zeros((0, Yc.shape[1])), ybar
-        A = self._A
+        A = np.empty((n, k + 1))
+        A[:, 0] = 1.0
+        A[:, 1:] = self.Z
         wide = k + 1 >= n
         # Wide: A^T = Q R, so A = R^T Q^T; tall: A = Q R. R is square either way.
         (qr, tau), R = scipy.linalg.qr(A.T if wide else A, mode="raw", check_finite=False)
@@ -366,17 +341,41 @@ class Design:
         coef : ndarray of shape (k, m)
         intercept : ndarray of shape (m,)
         """
+        coef, intercept, _ = self.ridge_fit(y, alpha)
+        return coef, intercept
+
+    def ridge_fit(
+        self, y: ArrayLike, alpha: float | None = None, alphas: ArrayLike = RIDGE_ALPHAS
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Ridge for each column of ``y``, with ``alpha`` or the leave-one-out choice.
+
+        Parameters
+        ----------
+        y : array_like of shape (n,) or (n, m)
+        alpha : float, optional
+            Penalty (> 0) for every column; None chooses it per column among ``alphas`` by
+            leave-one-out (:meth:`ridge_loo_alpha`).
+        alphas : array_like
+            Candidates of the leave-one-out choice.
+
+        Returns
+        -------
+        coef : ndarray of shape (k, m)
+        intercept : ndarray of shape (m,)
+        alphas : ndarray of shape (m,)
+            The alpha of every column.
+        """
         Yc, ybar = self._centre(y)
-        U, s, _ = self._decompose()
-        if s.size == 0:
-            return np.zeros((self.k, Yc.shape[1])), ybar
-        f = s / (s**2 + alpha)
-        return self._v_times((U.T @ Yc) * f[:, None]), ybar
+        if alpha is None:
+            coef, chosen = self.eigen.fit(Yc, _check_alphas(alphas), loo=True)
+        else:
+            coef, chosen = self.eigen.fit(Yc, [float(alpha)], loo=False)
+        return coef, ybar, chosen
 
     def ridge_loo_alpha(self, y: ArrayLike, alphas: ArrayLike = RIDGE_ALPHAS) -> FloatArray:
         """Choose ridge's alpha per column of ``y`` by exact leave-one-out squared error.
 
-        With the hat matrix ``H = 11^T/n + U diag(s²/(s²+alpha)) U^T`` (unpenalised
+        With the hat matrix ``H = 11^T/n + Z (Z^T Z + alpha I)^{-1} Z^T`` (unpenalised
         intercept), the leave-one-out residual is ``(y_i - yhat_i) / (1 - H_ii)``; the alpha
         with the lowest mean squared residual wins, the first one on ties, as scikit-learn's
         ``RidgeCV(alphas, fit_intercept=True)`` (its default efficient LOO) does.
@@ -393,24 +392,8 @@ class Design:
             The chosen alpha of every column.
         """
         Yc, _ = self._centre(y)
-        a = np.asarray(alphas, dtype=np.float64).ravel()
-        if a.size == 0 or np.any(~np.isfinite(a)) or np.any(a <= 0):
-            raise RcvlabError("ridge alphas must be finite numbers > 0")
-        U, s, _ = self._decompose()
-        s2 = s**2
-        UtY = U.T @ Yc
-        U2 = U**2
-        best = np.full(Yc.shape[1], np.inf)
-        chosen = np.full(Yc.shape[1], a[0])
-        for alpha in a:
-            f = s2 / (s2 + alpha)
-            resid = Yc - U @ (UtY * f[:, None])
-            h = 1.0 / self.n + U2 @ f
-            err = np.mean((resid / (1.0 - h)[:, None]) ** 2, axis=0)
-            better = err < best
-            best[better] = err[better]
-            chosen[better] = alpha
-        return chosen
+        a = _check_alphas(alphas)
+        return choose_alpha(self.eigen.loo_errors(Yc, a), a)
 
     def standardise(self, X: ArrayLike) -> FloatArray:
         """Apply the training standardisation to ``X`` and keep the non-constant columns."""
@@ -418,6 +401,8 @@ class Design:
         if X.shape[1] != self.d:
             raise DataError(f"X has {X.shape[1]} columns, the training split has {self.d}")
         k = self.keep
+        if self.k == self.d:  # no column dropped: no copy of X by the mask
+            return (X - self.mean_) / self.scale_
         return (X[:, k] - self.mean_[k]) / self.scale_[k]
 
 
@@ -476,16 +461,15 @@ def fit_rcv(
     _check_finite(X, "X_train")
     _check_finite(y, "y_train")
     if name == "lasso" and a is not None:  # check_regressor guarantees alpha for lasso
-        A, mean, scale, keep, n_floored = _standardise_train(X, floor)
-        coef, intercept = _lasso(np.ascontiguousarray(A[:, 1:]), y, a)
+        Z, mean, scale, keep, n_floored = _standardise_train(X, floor)
+        coef, intercept = _lasso(Z, y, a)
         return make_rcv(coef, intercept, mean, scale, keep, name, a, n_floored=n_floored)
     design = Design(X, floor)
     if name == "ols":
         c, b = design.ols(y)
     else:
-        if a is None:
-            a = float(design.ridge_loo_alpha(y)[0])
-        c, b = design.ridge(y, a)
+        c, b, chosen = design.ridge_fit(y, a)
+        a = float(chosen[0])
     return make_rcv(
         c[:, 0],
         float(b[0]),
@@ -553,8 +537,7 @@ def fit_predictions(
     if regressor == "lasso":
         if alpha is None:
             raise RcvlabError("regressor 'lasso' needs alpha > 0 (for example alpha=0.001)")
-        A, mean, scale, keep, n_floored = _standardise_train(X_train, floor)
-        Z = np.ascontiguousarray(A[:, 1:])
+        Z, mean, scale, keep, n_floored = _standardise_train(X_train, floor)
         Zte = (X_test[:, keep] - mean[keep]) / scale[keep]
         preds = np.empty((X_test.shape[0], Y_train.shape[1]))
         for j in range(Y_train.shape[1]):
@@ -565,17 +548,10 @@ def fit_predictions(
     chosen: FloatArray | None = None
     if regressor == "ols":
         C, B = design.ols(Y_train)
-    elif alpha is not None:
-        C, B = design.ridge(Y_train, alpha)
     else:
-        chosen = design.ridge_loo_alpha(Y_train)
-        C = np.empty((design.k, Y_train.shape[1]))
-        B = np.empty(Y_train.shape[1])
-        # One ridge solve per distinct alpha: the SVD is shared.
-        for a in np.unique(chosen):
-            cols = np.flatnonzero(chosen == a)
-            c, b = design.ridge(Y_train[:, cols], float(a))
-            C[:, cols], B[cols] = c, b
+        # One eigendecomposition for every target and every candidate alpha.
+        C, B, ridge_alphas = design.ridge_fit(Y_train, alpha)
+        chosen = ridge_alphas if alpha is None else None
     preds = design.standardise(X_test) @ C + B
     return FitPredictions(preds, design.n_constant, design.n_floored, chosen)
 
@@ -605,6 +581,13 @@ def fit_predict(
     """
     out = fit_predictions(X_train, Y_train, X_test, regressor, alpha, min_std)
     return out.predictions, out.n_constant, out.alphas
+
+
+def _check_alphas(alphas: ArrayLike) -> FloatArray:
+    a = np.asarray(alphas, dtype=np.float64).ravel()
+    if a.size == 0 or np.any(~np.isfinite(a)) or np.any(a <= 0):
+        raise RcvlabError("ridge alphas must be finite numbers > 0")
+    return a
 
 
 def _lasso(Z: FloatArray, y: FloatArray, alpha: float) -> tuple[FloatArray, float]:
@@ -648,20 +631,26 @@ def standardisation(
 def _standardise_train(
     X: FloatArray, min_std: float | None = None
 ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_], int]:
-    """Standardise training features; return ``([1, Z], mean, scale, keep, n_floored)``.
+    """Standardise training features; return ``(Z, mean, scale, keep, n_floored)``.
 
-    ``Z`` (a view ``[:, 1:]`` of the first array) holds the kept columns, centred and scaled
-    to unit standard deviation (``ddof=0``), or by the ``min_std`` floor where it is larger;
+    ``Z`` (C-contiguous, a new array) holds the kept columns, centred and scaled to unit
+    standard deviation (``ddof=0``), or by the ``min_std`` floor where it is larger;
     ``scale`` is 1 for dropped columns.
     """
     n, d = X.shape
     mean = X.mean(axis=0)
-    Xc = X - mean
-    std = np.sqrt(np.einsum("ij,ij->j", Xc, Xc) / n)
-    amax = np.maximum(X.max(axis=0), -X.min(axis=0))
+    Z = X - mean
+    std = np.sqrt(np.einsum("ij,ij->j", Z, Z) / n)
     # Relative threshold: a random-weights network's deep features can vary by 1e-9 in
     # absolute terms and still carry the measure (METHOD.md §8, "Trap").
-    keep = (std > 0) & (std > CONSTANT_RTOL * amax)
+    # max|x_j| <= |mean_j| + sqrt(n) std_j, so a column above the threshold for that bound is
+    # kept without its maximum; only the others (rare) need max|x_j| itself.
+    keep = (std > 0) & (std > CONSTANT_RTOL * (np.abs(mean) + math.sqrt(n) * std))
+    unsure = np.flatnonzero(~keep & (std > 0))
+    if unsure.size:
+        Zu = Z[:, unsure]
+        amax = np.maximum(Zu.max(axis=0) + mean[unsure], -(Zu.min(axis=0) + mean[unsure]))
+        keep[unsure] = std[unsure] > CONSTANT_RTOL * amax
     scale = np.where(keep, std, 1.0)
     n_floored = 0
     if min_std and keep.any():
@@ -670,20 +659,18 @@ def _standardise_train(
         n_floored = int(np.count_nonzero(low))
         scale[low] = floor
     k = int(np.count_nonzero(keep))
-    A = np.empty((n, k + 1))
-    A[:, 0] = 1.0
-    Z = A[:, 1:]
     if k == d:
-        np.divide(Xc, scale, out=Z)
+        Z /= scale
     else:
-        np.divide(Xc[:, keep], scale[keep], out=Z)
+        Z = Z[:, keep]
+        Z /= scale[keep]
     # A second centring pass: a column whose mean is large against its spread keeps a
     # rounding residue after the first, which would leave Z with a spurious singular value
     # along the constant direction. Folded into the mean so that test rows match.
     resid = Z.mean(axis=0)
     Z -= resid
     mean[keep] += resid * scale[keep]
-    return A, mean, scale, keep, n_floored
+    return Z, mean, scale, keep, n_floored
 
 
 def make_rcv(
