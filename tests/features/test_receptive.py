@@ -188,15 +188,16 @@ def test_too_small_input_is_a_clear_error():
         layer_pools("corrected-gap", model.module, model.resolve(["mixed10"]), 40)
 
 
-def test_extract_corrected_gap_is_the_masked_mean_of_the_map(rng):
+def test_extract_corrected_gap_is_the_masked_mean_of_the_map(rng, tmp_path):
     from PIL import Image
 
     from rcvlab.features.extract import extract_features
 
     m = load_model("resnet50", "random", input_size=64)
     imgs = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    f = extract_features(m, imgs, layers=["add1", "add4"], pooling="corrected-gap")
-    g = extract_features(m, imgs, layers=["add1", "add4"], pooling="gap")
+    kw = dict(layers=["add1", "add4"], cache_dir=tmp_path)
+    f = extract_features(m, imgs, pooling="corrected-gap", **kw)
+    g = extract_features(m, imgs, pooling="gap", **kw)
     masks = padding_masks(m.module, m.resolve(["add1", "add4"]), 64)
     assert f.positions == {k: int(v.sum()) for k, v in masks.items()}
     assert 0 < f.positions["add4"] < masks["add4"].size

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager, suppress
 from dataclasses import replace
 from functools import partial
-from typing import TypeVar
+from itertools import islice, pairwise
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from rcvlab.data.base import (
     ImageSet,
     Skip,
     TensorImageSet,
+    all_finite,
     check_float_batch,
     to_rgb,
 )
@@ -102,6 +105,65 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
                 "use --device cpu or leave --device out."
             )
     return dev
+
+
+#: Numeric precisions of the forward pass (``extract_features(precision=...)``) and the
+#: dtype autocast runs them in (None: no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def check_precision(precision: object) -> torch.dtype | None:
+    """The autocast dtype of a precision name (None for ``fp32``).
+
+    Raises
+    ------
+    RcvlabError
+        An unknown name (one line with the choices).
+    """
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise RcvlabError(
+            f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)} "
+            "(fp32 is the default)."
+        )
+    return PRECISIONS[precision]
+
+
+def precision_supported(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether ``device`` runs autocast in ``dtype`` natively (not by a slow emulation).
+
+    CPU: oneDNN's bf16 kernels need AVX-512 (AMX or AVX512-BF16 make them fast; without
+    them bf16 works but is slower than fp32), its fp16 kernels AVX512-FP16 (AMX-FP16 CPUs
+    have it); both also run on AVX2 CPUs with AVX-NE-CONVERT. CUDA: fp16 everywhere, bf16
+    from compute capability 8.0 (Ampere).
+    """
+    if device.type == "cuda":
+        return dtype == torch.float16 or torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        half = "bf16" if dtype == torch.bfloat16 else "fp16"
+        check = getattr(torch.ops.mkldnn, f"_is_mkldnn_{half}_supported", None)
+        return bool(check()) if check is not None else False
+    return False
+
+
+def check_precision_on(precision: str, device: torch.device) -> torch.dtype | None:
+    """:func:`check_precision`, and a one-line error for a precision ``device`` cannot run."""
+    dtype = check_precision(precision)
+    if dtype is not None and not precision_supported(dtype, device):
+        what = "this CPU" if device.type == "cpu" else f"device {device}"
+        hint = (
+            "bf16 on a CPU needs AVX-512 (fast with AMX), fp16 AVX512-FP16 or AMX-FP16"
+            if device.type == "cpu"
+            else "bf16 needs a GPU of compute capability 8.0 or newer; use fp16"
+        )
+        raise RcvlabError(
+            f"Precision {precision} is not supported on {what} ({hint}); use precision "
+            "'fp32' (--precision fp32)."
+        )
+    return dtype
 
 
 def uint8_nhwc(x: torch.Tensor) -> np.ndarray:
@@ -277,7 +339,7 @@ class BatchStream:
                 piece = arr[j0 : j0 + batch_size]
                 m = int(piece.shape[0])
                 if kind == "float":
-                    if not bool(torch.isfinite(piece).all()):
+                    if not all_finite(piece):
                         raise DataError(
                             f"Batch {k} of the iterable holds NaN or infinite values; fix it."
                         )
@@ -337,26 +399,104 @@ def _stream_total(data: Iterable[object]) -> int:
     return 0
 
 
-def prefetch(items: Iterator[T]) -> Iterator[T]:
-    """Yield the items of ``items``, making item k+1 in a thread while the caller uses item k.
+class Prefetch(Iterator[T]):
+    """The items of an iterator, each made in a thread one step ahead (see :func:`prefetch`)."""
 
-    Each item is made exactly once, in order, and at most one ahead. Closing the generator
-    (or an error) waits for the item in the making, then closes ``items``.
-    """
-    ex = ThreadPoolExecutor(max_workers=1)
-    try:
-        pending = ex.submit(next, items, _END)
-        while True:
-            item = pending.result()
-            if item is _END:
-                return
-            pending = ex.submit(next, items, _END)
-            yield item  # type: ignore[misc]
-    finally:
+    def __init__(self, items: Iterator[T]) -> None:
+        self.items = items
+        self.ex: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=1)
+        self.pending = self.ex.submit(next, items, _END)
+
+    def __next__(self) -> T:
+        if self.ex is None:
+            raise StopIteration
+        try:
+            item = self.pending.result()
+        except BaseException:
+            self.close()
+            raise
+        if item is _END:
+            self.close()
+            raise StopIteration
+        self.pending = self.ex.submit(next, self.items, _END)
+        return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Wait for the item in the making, then close the iterator (idempotent)."""
+        if self.ex is None:
+            return
+        ex, self.ex = self.ex, None
         ex.shutdown(wait=True, cancel_futures=True)
-        close = getattr(items, "close", None)
+        close = getattr(self.items, "close", None)
         if close is not None:
             close()
+
+
+def ordered_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> Iterator[T]:
+    """``map(fn, items)`` computed in ``workers`` threads, yielded in order.
+
+    At most ``2 * workers`` items are in the making at once; closing the generator waits for
+    them (nothing is left running). With ``workers <= 1`` it is plain ``map``.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    ex = ThreadPoolExecutor(max_workers=workers)
+    try:
+        it = iter(items)
+        pending = deque(ex.submit(fn, item) for item in islice(it, 2 * workers))
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(it, _END)
+            if nxt is not _END:
+                pending.append(ex.submit(fn, nxt))
+            yield result
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def load_threads(device: torch.device) -> int:
+    """Threads that decode and resize images for a forward pass on ``device``.
+
+    One on a CPU (more would take cores from the forward pass); on a GPU the forward pass
+    needs no core, and one decoding core feeds only ~180 ImageNet JPEGs per second
+    (``bench/scale_estimate.py``), so up to 8 of this process's cores decode.
+    """
+    if device.type == "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+@contextmanager
+def full_fp32(device: torch.device) -> Iterator[None]:
+    """Switch off TF32 (10-bit mantissa) matrix products and convolutions on a CUDA device
+    for the block: ``precision="fp32"`` means float32 arithmetic there too (PyTorch lets
+    cuDNN convolutions use TF32 by default, which moves features by ~1e-3 relative)."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def prefetch(items: Iterator[T]) -> Prefetch[T]:
+    """Yield the items of ``items``, making item k+1 in a thread while the caller uses item k.
+
+    The first item is started at once, before the first ``next``: the caller can set up
+    (move a model to its device) while it is made. Each item is made exactly once, in
+    order, and at most one ahead. ``close()`` (or an error, or the end) waits for the item
+    in the making, then closes ``items``.
+    """
+    return Prefetch(items)
 
 
 def extract_features(
@@ -376,6 +516,8 @@ def extract_features(
     channels_last: bool | None = None,
     layout: str | Mapping[str, str] | None = None,
     reshape: Reshape | Mapping[str, Reshape] | None = None,
+    client: object | None = None,
+    precision: str = "fp32",
 ) -> FeatureSet:
     """Pooled features of every requested layer from one forward pass per batch.
 
@@ -451,6 +593,25 @@ def extract_features(
     reshape : callable or mapping of str to callable, optional
         ``f(output) -> (N, C, H, W)`` applied before pooling, for every layer or per layer
         name (as pytorch-grad-cam's ``reshape_transform``); overrides ``layout``.
+    client : distributed.Client, optional
+        Compute the images missing from the cache on this Dask cluster
+        (:func:`rcvlab.distributed.open_client`): batch-aligned shards, each written by a
+        worker into ``cache_dir`` (which every worker must see), then merged here; the
+        features are the same as a single process's with the workers' thread count. Needs
+        ``cache_dir``; ``device`` is resolved on each worker (``cuda``: its own GPU).
+    precision : {"fp32", "bf16", "fp16"}
+        Arithmetic of the forward pass. ``bf16`` and ``fp16`` run it under
+        ``torch.autocast`` (convolutions and matrix products in 16 bits); the hooks average
+        every map with a float32 accumulator, and the features are float32 either way.
+        Faster where the hardware has 16-bit units (GPUs; CPUs with AMX). A CPU without
+        AVX-512 cannot run bf16, one without AVX512-FP16/AMX-FP16 fp16, a GPU older than
+        compute capability 8.0 bf16 (:func:`precision_supported`): one error before any
+        work. On an AVX-512 CPU without AMX or AVX512-BF16 (no ``amx_bf16`` /
+        ``avx512_bf16`` in ``/proc/cpuinfo``) bf16 is emulated and slower than fp32. The
+        cache key holds the precision when it is not ``fp32`` (fp32 caches written before
+        the option existed stay valid). 16-bit features of random-weight networks can differ
+        from fp32 by as much as their own spread across images (which is tiny there); on
+        pretrained networks the probe R² hardly moves (``bench/precision.py`` measures it).
 
     Returns
     -------
@@ -469,7 +630,9 @@ def extract_features(
         No images, or none readable; with ``strict``, the first unreadable one; images of
         the wrong shape, channel count or dtype, or float tensors holding NaN.
     """
+    check_precision(precision)
     dev = choose_device(device)
+    autocast_dtype = check_precision_on(precision, dev)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
         raise RcvlabError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
     if batch_size < 1:
@@ -482,6 +645,11 @@ def extract_features(
         raise RcvlabError(
             "An iterable of batches is read once and not cached; drop cache_dir/shard, or "
             "pass the images as one tensor or array to cache them."
+        )
+    if client is not None and cache_dir is None:
+        raise RcvlabError(
+            "client=... needs cache_dir=...: the workers write their shards into it (on "
+            "several machines, a folder every worker sees)."
         )
     if cache_dir is not None:
         check_cache_dir(cache_dir)
@@ -520,7 +688,9 @@ def extract_features(
     size = float_size or model.input_size
     pool, linear, positions = layer_pools(pooling, model.module, specs, size)
     key = ""
-    if not isinstance(images, BatchStream):
+    # Only where a cache is read or written: the key hashes every in-memory image (about
+    # 1 ms per 299 px float image, a cap on a GPU's throughput).
+    if cache_dir is not None and not isinstance(images, BatchStream):
         payload = {
             "model": model.name,
             "weights": model.weights_id,
@@ -534,6 +704,9 @@ def extract_features(
             "data": images.fingerprint(),
             "n": n,
         }
+        if precision != "fp32":
+            # fp32 keys are left as they were, so existing caches are still read
+            payload["precision"] = precision
         key = cache_key(payload)
     run = partial(
         _run_batches,
@@ -550,7 +723,28 @@ def extract_features(
         progress=progress,
         channels_last=channels_last,
         same_size=pooling == "corrected-gap",
+        dtype=autocast_dtype,
     )
+    if client is not None and cache_dir is not None and not isinstance(images, BatchStream):
+        from rcvlab.distributed.extract import cluster_runner
+
+        # The workers rerun this function on their shards with the same options.
+        options = {
+            "layers": layers,
+            "batch_size": batch_size,
+            "pooling": pooling,
+            "resize": resize,
+            "device": device,
+            "strict": strict,
+            "channels_last": channels_last,
+            "layout": layout,
+            "reshape": reshape,
+            "precision": precision,
+        }
+        run = cluster_runner(  # type: ignore[assignment]
+            client, model, images, cache_dir=cache_dir, key=key, options=options,
+            batch_size=batch_size, progress=progress,
+        )  # fmt: skip
 
     if isinstance(images, BatchStream):
         feats, valid, skipped, done = _read_stream(run)
@@ -646,9 +840,10 @@ def _run_batches(
     progress: bool | Callable[[int, int], None],
     channels_last: bool,
     same_size: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> int:
     """Forward the index ranges ``todo`` (a stream: all of it) batch by batch, handing each
-    batch to ``sink``.
+    batch to ``sink``; ``dtype``: autocast's 16-bit type (None: float32 throughout).
 
     Returns the number of images that went through the network.
     """
@@ -663,39 +858,90 @@ def _run_batches(
         if not total:
             return 0
         ranges = [(i0, min(i0 + batch_size, b)) for a, b in todo for i0 in range(a, b, batch_size)]
+
+        # uint8 pixels leave the thread; the network's device normalises them (a quarter
+        # of the bytes to copy, and no torch arithmetic in the thread competing with the
+        # forward pass for the CPU's threads)
+        def load(r: tuple[int, int]) -> Loaded:
+            x, ok, bad = load_batch(
+                model, images, r[0], r[1], resize=resize, strict=strict, raw=True
+            )
+            return r[0], r[1], x, ok, bad
+
+        # On a GPU several batches are decoded at once (in order); on a CPU one, ahead.
+        loads = ordered_map(load, ranges, load_threads(dev))
+    if dev.type == "cuda":
         loads = (
-            (i0, i1, *load_batch(model, images, i0, i1, resize=resize, strict=strict))
-            for i0, i1 in ranges
+            (i0, i1, x if x is None or x.device.type != "cpu" else pinned(x), ok, bad)
+            for i0, i1, x, ok, bad in loads
         )
     bar = progress_bar(progress, total, f"extract {model.name} ({model.weights})")
     done = 0
+    # On a GPU batch k's features are handed over once batch k+1 is queued, so that the
+    # GPU is not left idle while they are copied back and written; on a CPU at once.
+    lag = dev.type == "cuda"
+    ready: list[tuple[int, int, Pooled, dict[int, Skip]]] = []
+
+    def hand_over() -> None:
+        nonlocal done
+        i0, i1, pooled, skipped = ready.pop(0)
+        sink(i0, i1, pooled.arrays(), pooled.valid(), skipped)
+        tick(i1 - i0)
+        done += i1 - i0
+
     try:
         # Decoding and preprocessing of batch k+1 run in a thread while batch k is in the
-        # network (torch releases the GIL), so the forward pass is not kept waiting.
+        # network (torch releases the GIL), so the forward pass is not kept waiting; batch
+        # 0 is read while the model is moved to its device.
         with (
+            closing(prefetch(loads)) as batches,
             borrowed(model.module, dev, channels_last=channels_last) as module,
             capture(module, specs, pool, linear=linear) as out,
             torch.inference_mode(),
+            # entered once: autocast keeps its 16-bit copies of the weights for every batch
+            torch.autocast(dev.type, dtype=dtype) if dtype is not None else full_fp32(dev),
             bar as tick,
-            closing(prefetch(loads)) as batches,
         ):
-            for i0, i1, x, ok_idx, skipped in batches:
-                feats = _forward(
-                    module, x, ok_idx, i1 - i0, out, names, dev, channels_last, model.name
-                )
-                valid = np.zeros(i1 - i0, dtype=bool)
-                valid[ok_idx] = True
-                sink(i0, i1, feats, valid, skipped)
-                tick(i1 - i0)
-                done += i1 - i0
+            try:
+                for i0, i1, x, ok_idx, skipped in batches:
+                    pooled = _forward(
+                        module, x, ok_idx, i1 - i0, out, names, dev, channels_last, model
+                    )
+                    ready.append((i0, i1, pooled, skipped))
+                    if len(ready) > lag:
+                        hand_over()
+                while ready:
+                    hand_over()
+            except BaseException:
+                # what was computed before the failure is kept (an interrupted call resumes
+                # from it); a failure to hand it over is secondary to the first one
+                with suppress(Exception):
+                    while ready:
+                        hand_over()
+                raise
     finally:
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return done
 
 
+def pinned(x: torch.Tensor) -> torch.Tensor:
+    """``x`` copied to page-locked memory with its strides (asynchronous copies to a GPU)."""
+    out = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, pin_memory=True)
+    # numpy's copy stays in this (loading) thread; torch's would start OpenMP threads
+    np.copyto(out.numpy(), x.detach().numpy())
+    return out
+
+
 def load_batch(
-    model: Model, images: ImageSet, i0: int, i1: int, *, resize: str, strict: bool
+    model: Model,
+    images: ImageSet,
+    i0: int,
+    i1: int,
+    *,
+    resize: str,
+    strict: bool,
+    raw: bool = False,
 ) -> tuple[torch.Tensor | None, list[int], dict[int, Skip]]:
     """Read and preprocess images ``[i0, i1)``; unreadable ones are listed, not fatal.
 
@@ -710,6 +956,10 @@ def load_batch(
     resize : {"resize", "crop"}
     strict : bool
         Raise on the first unreadable image instead of listing it.
+    raw : bool
+        Stop before the normalisation: pictures come back as uint8 ``(k, 3, H, W)`` pixels
+        (channels-last strides), for ``model.preprocessing.normalise`` to finish on the
+        network's device.
 
     Returns
     -------
@@ -730,8 +980,61 @@ def load_batch(
                     f"{e} (image {i}; drop --strict to skip and list such images)"
                 ) from e
             skipped[i] = Skip(images.ids[i], str(e))
-    x = model.preprocessing(pil, mode=resize) if pil else None
-    return x, ok_idx, skipped
+    if not pil:
+        return None, ok_idx, skipped
+    if raw:
+        pixels = torch.from_numpy(model.preprocessing.pixels(pil, mode=resize))
+        return pixels.permute(0, 3, 1, 2), ok_idx, skipped
+    return model.preprocessing(pil, mode=resize), ok_idx, skipped
+
+
+class Pooled:
+    """One batch's pooled features on their way from the network's device to numpy.
+
+    On a GPU every layer's features go back in one asynchronous copy; :meth:`arrays`
+    waits for it. Rows of unreadable images are NaN.
+    """
+
+    def __init__(
+        self, out: Mapping[str, torch.Tensor], names: list[str], ok_idx: list[int], size: int
+    ) -> None:
+        self.names, self.ok_idx, self.size = names, ok_idx, size
+        self.dims = [int(out[k].shape[1]) for k in names]
+        self.event: torch.cuda.Event | None = None
+        parts = [out[k] for k in names]
+        if parts and parts[0].device.type == "cuda":
+            flat = torch.cat(parts, dim=1)
+            # into page-locked memory; the event says when it has arrived
+            self.host: list[torch.Tensor] = [flat.to("cpu", non_blocking=True)]
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = [p.cpu() for p in parts]
+
+    def valid(self) -> np.ndarray:
+        """Which rows of the batch hold features."""
+        valid = np.zeros(self.size, dtype=bool)
+        valid[self.ok_idx] = True
+        return valid
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``{layer: (size, d) float32}`` (waits for the copy)."""
+        if self.event is not None:
+            self.event.synchronize()
+            flat = self.host[0].numpy()
+            bounds = np.cumsum([0, *self.dims])
+            # copies: the page-locked buffer is not kept alive by the caller's arrays
+            parts = [flat[:, a:b].copy() for a, b in pairwise(bounds)]
+        else:
+            parts = [h.numpy() for h in self.host]
+        if len(self.ok_idx) == self.size:
+            return dict(zip(self.names, parts, strict=True))
+        feats: dict[str, np.ndarray] = {}
+        for k, v in zip(self.names, parts, strict=True):
+            full = np.full((self.size, v.shape[1]), np.nan, dtype=np.float32)
+            full[self.ok_idx] = v
+            feats[k] = full
+        return feats
 
 
 def _forward(
@@ -743,13 +1046,14 @@ def _forward(
     names: list[str],
     dev: torch.device,
     channels_last: bool,
-    model_name: str,
-) -> dict[str, np.ndarray]:
-    """One forward pass; rows of unreadable images are NaN."""
-    feats: dict[str, np.ndarray] = {}
+    model: Model,
+) -> Pooled:
+    """One forward pass (queued, on a GPU); uint8 pixels are normalised on ``dev`` first."""
     if x is None:
-        return feats
-    x = x.to(dev)
+        return Pooled({}, [], ok_idx, size)
+    x = x.to(dev, non_blocking=True)
+    if x.dtype == torch.uint8:
+        x = model.preprocessing.normalise(x)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     out.clear()
@@ -760,17 +1064,13 @@ def _forward(
         if "size" not in msg.lower():
             raise
         raise RcvlabError(
-            f"{model_name} cannot run on {x.shape[-2]}x{x.shape[-1]} px inputs: {msg}. "
+            f"{model.name} cannot run on {x.shape[-2]}x{x.shape[-1]} px inputs: {msg}. "
             "Use a larger --input-size."
         ) from None
     for k in names:
         if k not in out:
-            raise RcvlabError(f"Layer {k} was not reached in the forward pass of {model_name}.")
-        v = out[k].detach().cpu().numpy()
-        full = np.full((size, v.shape[1]), np.nan, dtype=np.float32)
-        full[ok_idx] = v
-        feats[k] = full
-    return feats
+            raise RcvlabError(f"Layer {k} was not reached in the forward pass of {model.name}.")
+    return Pooled(out, names, ok_idx, size)
 
 
 def one_layer(
@@ -818,16 +1118,23 @@ def layer_dims(
 
 
 __all__ = [
+    "PRECISIONS",
     "BatchStream",
     "FeatureSet",
     "Images",
+    "Pooled",
+    "Prefetch",
     "as_image_set",
+    "check_precision",
+    "check_precision_on",
     "choose_device",
     "extract_features",
     "is_batch_stream",
     "layer_dims",
     "load_batch",
     "one_layer",
+    "pinned",
+    "precision_supported",
     "prefetch",
     "tensor_image_set",
     "uint8_nhwc",

@@ -123,6 +123,9 @@ def capture(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Register hooks that store each layer's pooled ``(n, d)`` output in the yielded dict.
 
+    The pooled outputs are float32 whatever the pass's precision: under a 16-bit autocast
+    the poolings of :mod:`rcvlab.features.pooling` average the 16-bit maps in float32.
+
     ``pool`` is one pooling for every layer, or one per layer name (corrected GAP averages
     a different set of positions in each layer). Each output is first brought to the
     form pooling takes by its spec's layout (:func:`to_pooling_input`). The dict is

@@ -31,22 +31,33 @@ from rcvlab.features.hooks import Pool
 from rcvlab.features.receptive import padding_masks
 from rcvlab.models.layers import LayerSpec
 
+#: 16-bit floating types of autocast's maps, pooled with a float32 accumulator.
+HALF_TYPES = (torch.bfloat16, torch.float16)
+
 
 def gap(x: torch.Tensor) -> torch.Tensor:
     """Global average pooling: ``(n, c, h, w) -> (n, c)``; vectors pass through unchanged.
+
+    A 16-bit map (bf16/fp16 under autocast) is summed in float32 and the mean returned as
+    float32: its rounding to 16 bits would add an error of up to 2**-9 of every feature
+    (bf16), on top of the forward pass's own. Other types keep their own (float32 maps:
+    the same bits as before float32 accumulation existed).
 
     Token sequences are brought to maps by the hooks first (their layout decides which
     axis is channels), so a 3-D tensor here is an error, not a guess.
     """
     if x.ndim == 4:
-        return x.mean(dim=(2, 3))
+        return x.mean(dim=(2, 3), dtype=torch.float32 if x.dtype in HALF_TYPES else None)
     if x.ndim == 2:
         return x
     raise ValueError(f"cannot pool an output of shape {tuple(x.shape)}")
 
 
 def gmp(x: torch.Tensor) -> torch.Tensor:
-    """Global max pooling (not linear: not available for ResNet residual sums)."""
+    """Global max pooling (not linear: not available for ResNet residual sums).
+
+    The maximum of 16-bit values is one of them, exact in float32 (the hooks cast it).
+    """
     if x.ndim == 4:
         return x.amax(dim=(2, 3))
     return gap(x)
@@ -74,7 +85,8 @@ def corrected_gap(mask: np.ndarray) -> Pool:
     Returns
     -------
     callable
-        ``(n, c, h, w) -> (n, c)``; all-NaN rows when the mask keeps no position.
+        ``(n, c, h, w) -> (n, c)``; all-NaN rows when the mask keeps no position. A 16-bit
+        map (autocast) is averaged in float32 (see :func:`gap`).
     """
     mask = np.asarray(mask, dtype=bool)
     count = int(mask.sum())
@@ -89,6 +101,18 @@ def corrected_gap(mask: np.ndarray) -> Pool:
     def pool(x: torch.Tensor) -> torch.Tensor:
         if x.ndim not in (2, 3, 4):
             raise ValueError(f"cannot pool an output of shape {tuple(x.shape)}")
+        if x.dtype in HALF_TYPES:
+            # a 16-bit matrix product would round the weights 1/count and the result
+            x = x.float()
+        kind = x.device.type
+        if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+            # the hooks run inside the forward pass's autocast, which would make the
+            # matrix products below 16-bit again
+            with torch.autocast(kind, enabled=False):
+                return _masked_mean(x)
+        return _masked_mean(x)
+
+    def _masked_mean(x: torch.Tensor) -> torch.Tensor:
         spatial = tuple(x.shape[1:2]) if x.ndim == 3 else tuple(x.shape[2:])
         if spatial != mask.shape:
             raise ValueError(
@@ -179,6 +203,7 @@ def layer_pools(
 
 
 __all__ = [
+    "HALF_TYPES",
     "POOLINGS",
     "Pool",
     "cls",

@@ -60,6 +60,20 @@ class Preprocessing:
 
     def __call__(self, images: Sequence[Image.Image], mode: str = "resize") -> torch.Tensor:
         """Return a float32 ``(n, 3, S, S)`` batch from RGB PIL images."""
+        return self.normalise(torch.from_numpy(self.pixels(images, mode)).permute(0, 3, 1, 2))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels ``(n, 3, S, S)`` (any device and strides) as the network's float32
+        input: ``(x / 255 - mean) / std``, the second half of :meth:`__call__`."""
+        x = x.float().div_(255.0)
+        # non_blocking: a plain copy to a GPU would wait for all the work queued before it
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1).to(x.device, non_blocking=True)
+        std = torch.tensor(self.std).view(1, 3, 1, 1).to(x.device, non_blocking=True)
+        return (x - mean) / std
+
+    def pixels(self, images: Sequence[Image.Image], mode: str = "resize") -> np.ndarray:
+        """The images resized (``crop``: resized and centre-cropped) as one uint8
+        ``(n, S, S, 3)`` array, the first half of :meth:`__call__`."""
         s = self.input_size
         resample = RESAMPLE[self.interpolation]
         arrays = []
@@ -76,10 +90,7 @@ class Preprocessing:
             else:
                 raise RcvlabError(f"Unknown preprocessing mode '{mode}'; use 'resize' or 'crop'.")
             arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return np.stack(arrays)
 
     def key(self) -> dict[str, object]:
         return {
