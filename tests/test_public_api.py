@@ -14,6 +14,7 @@ MODULES = [
     "rcvlab.probe",
     "rcvlab.data",
     "rcvlab.prune",
+    "rcvlab.distributed",
 ]
 
 

@@ -6,6 +6,7 @@ random-weights and shuffled-measure baselines.
 
 __version__ = "0.1.0"
 
+from rcvlab.distributed import open_client
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, WeightsError
 from rcvlab.features import FeatureSet, extract_features, layer_dims
 from rcvlab.models import Model, available_models, load_model
@@ -31,6 +32,7 @@ __all__ = [
     "layer_dims",
     "load_model",
     "load_result",
+    "open_client",
     "probe_layers",
     "prune",
 ]

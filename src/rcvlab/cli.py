@@ -78,7 +78,8 @@ def layers(model: str, input_size: int | None) -> None:
 @main.command()
 @shared(
     "model weights input_size layers data cls n_per_class strict measure",
-    "regressor alpha reps test_fraction seed batch_size device cache_dir out force",
+    "regressor alpha reps test_fraction seed batch_size device cache_dir precision",
+    "cluster scheduler out force",
 )
 @click.option(
     "--baselines",
@@ -225,7 +226,8 @@ def prune_cmd(layer: str | None, profile: str | None, **common: Any) -> None:
 
 @main.command("transfer")
 @shared(
-    "data model weights strict n_per_class input_size seed batch_size device cache_dir out force",
+    "data model weights strict n_per_class input_size seed batch_size device cache_dir",
+    "cluster scheduler out force",
     data={
         "help": "csv:FILE with path, class (magnification), group (source image) and the "
         "measure or a mask column; folder:DIR / janowczyk:DIR; or histo."
@@ -306,10 +308,10 @@ def transfer_cmd(
 
 def _one_layer(measure: str = "scale_ratio", cache: bool = True) -> Any:
     """The shared options of the one-layer analyses (sparsity, alignment, consistency, ...)."""
-    cache_dir = "cache_dir" if cache else ""
+    cache_dir = "cache_dir precision" if cache else ""
     return shared(
         "model weights data strict n_per_class layer measure input_size seed batch_size device",
-        f"{cache_dir} out force",
+        f"{cache_dir} cluster scheduler out force",
         measure=measure,
     )
 
@@ -484,7 +486,7 @@ def relevance_cmd(target_class: str, **common: Any) -> None:
 
 @main.command("resize-sweep")
 @shared(
-    "model weights data n_per_class strict seed batch_size device out force",
+    "model weights data n_per_class strict seed batch_size device cluster scheduler out force",
     batch_size=resize_defaults.DEFAULT_BATCH_SIZE,
     data={
         "default": "filled",
@@ -542,7 +544,8 @@ def resize_sweep_cmd(sizes: str, interps: str, **common: Any) -> None:
 
 @main.command("noise-size")
 @shared(
-    "model weights layers regressor alpha reps seed batch_size device out force",
+    "model weights layers regressor alpha reps seed batch_size device cluster scheduler",
+    "out force",
     weights={"help": "imagenet, random or a state-dict file."},
     regressor=noise_defaults.DEFAULT_REGRESSOR,
     reps=noise_defaults.DEFAULT_REPS,

@@ -17,6 +17,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property, wraps
 from pathlib import Path
@@ -132,6 +133,34 @@ OPTIONS: dict[str, Opt] = {
             help=f"Feature cache (default $RCVLAB_CACHE or {DEFAULT_CACHE}; 'none' to disable).",
         ),
     ),
+    "cluster": Opt(
+        ("--cluster",),
+        dict(
+            default=None,
+            metavar="local:N",
+            help="Run extraction and fits on a Dask LocalCluster of N worker processes on this "
+            "machine (loopback only; one per GPU when CUDA is present). Needs rcvlab[dask].",
+        ),
+    ),
+    "scheduler": Opt(
+        ("--scheduler",),
+        dict(
+            default=None,
+            metavar="tcp://HOST:PORT",
+            help="Run on an existing Dask cluster; its workers must see --cache-dir.",
+        ),
+    ),
+    "precision": Opt(
+        ("--precision",),
+        dict(
+            type=click.Choice(["fp32", "bf16", "fp16"]),
+            default="fp32",
+            show_default=True,
+            help="Forward pass under torch.autocast (features pooled and stored in float32). "
+            "bf16: a GPU of compute capability >= 8.0, or a CPU with AVX-512 (fast only with "
+            "AMX); fp16: a GPU, or a CPU with AVX512-FP16.",
+        ),
+    ),
     "out": Opt(("--out",), dict(required=True, help="Run folder to write.")),
     "force": Opt(
         ("--force",), dict(is_flag=True, help="Overwrite files in an existing --out folder.")
@@ -208,6 +237,7 @@ def friendly(f: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return f(*args, **kwargs)
         except RcvlabError as e:
+            Job.close_engines()
             Job.abandon_current()
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
@@ -223,6 +253,8 @@ def friendly(f: Callable[..., Any]) -> Callable[..., Any]:
                 err=True,
             )
             sys.exit(130)
+        finally:
+            Job.close_engines()
 
     return wrapper
 
@@ -267,6 +299,8 @@ class Job:
     """
 
     _current: Job | None = None
+    # Dask clients and clusters opened by commands; closed when the command ends, however.
+    _engines = ExitStack()
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self._params = dict(params)
@@ -275,15 +309,26 @@ class Job:
         self.command = command_line()
         Job._current = self
         if "device" in self._params:
-            from rcvlab.features.extract import choose_device
+            from rcvlab.features.extract import check_precision_on, choose_device
 
-            choose_device(self["device"])
+            dev = choose_device(self["device"])
+            if "precision" in self._params:
+                check_precision_on(self["precision"], dev)
+        if self.get("cluster") is not None or self.get("scheduler") is not None:
+            from rcvlab.distributed.client import check_engine
+
+            check_engine(cluster=self["cluster"], scheduler=self["scheduler"])
         if "cache_dir" in self._params:
             from rcvlab.features.cache import check_cache_dir
 
             self.cache = cache_dir(self["cache_dir"])
             if self.cache is not None:
                 check_cache_dir(self.cache)
+            elif self.get("cluster") is not None or self.get("scheduler") is not None:
+                raise RcvlabError(
+                    "--cluster and --scheduler need the feature cache (the workers write "
+                    "their shards there); drop --cache-dir none."
+                )
 
     def __getitem__(self, name: str) -> Any:
         self._read.add(name)
@@ -331,6 +376,23 @@ class Job:
         self._created = not Path(self["out"]).exists()
         return prepare_out(self["out"], force=self["force"], command=self.command)
 
+    @cached_property
+    def client(self) -> Any:
+        """The Dask client of ``--cluster`` / ``--scheduler`` (None without them), opened on
+        first use and closed when the command ends."""
+        cluster, scheduler = self.get("cluster"), self.get("scheduler")
+        if cluster is None and scheduler is None:
+            return None
+        from rcvlab.distributed.client import open_client
+
+        return Job._engines.enter_context(open_client(cluster=cluster, scheduler=scheduler))
+
+    @classmethod
+    def close_engines(cls) -> None:
+        """Close every Dask client and local cluster the command opened."""
+        stack, cls._engines = cls._engines, ExitStack()
+        stack.close()
+
     @classmethod
     def abandon_current(cls) -> None:
         """After a user error: remove the run folder this job created if nothing but its
@@ -357,6 +419,10 @@ class Job:
                 kw[name] = self[name]
         if "cache_dir" in self._params:
             kw["cache_dir"] = self.cache
+        if "precision" in self._params:
+            kw["precision"] = self["precision"]
+        if "cluster" in self._params:
+            kw["client"] = self.client
         return kw
 
     def write_skipped(self, skipped: Any) -> None:

@@ -54,6 +54,8 @@ def test_order_of_the_checks(blobs_model, two_classes, no_extraction):
         "device",
         "progress",
         "strict",
+        "precision",
+        "client",
     }
 
 

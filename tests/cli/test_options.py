@@ -244,6 +244,17 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
         (["demo", "--models", "nope_net", "--cache-dir", "none", "--out", "o"], "nope_net"),
         # a constant measure, found before any extraction
         ([*probe[:-4], "--measure", "flat", "--cache-dir", "none", "--out", "o"], "constant"),
+        # engines and precision, refused before a cluster starts
+        ([*probe[:-2], "--cluster", "local:0", "--out", "o"], "local:0"),
+        ([*probe[:-2], "--cluster", "lcoal:2", "--out", "o"], "lcoal:2"),
+        (
+            [*probe[:-2], "--cluster", "local:2", "--scheduler", "tcp://127.0.0.1:1", "--out", "o"],
+            "--scheduler",
+        ),
+        ([*probe[:-2], "--scheduler", "127.0.0.1", "--out", "o"], "127.0.0.1"),
+        ([*probe, "--cluster", "local:2", "--out", "o"], "--cache-dir none"),
+        ([*probe, "--precision", "fp64", "--out", "o"], "--precision"),
+        ([*probe, "--precision", "fp16", "--device", "cpu", "--out", "o"], "fp16"),
         # devices
         ([*probe, "--device", "bogus", "--out", "o"], "bogus"),
         ([*probe, "--device", "cuda:7", "--out", "o"], "cuda:7"),
@@ -261,11 +272,11 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
     ]
 
 
-@pytest.mark.parametrize("i", range(26))
+@pytest.mark.parametrize("i", range(33))
 def test_bad_input_is_one_line_and_leaves_nothing(runner, data, tmp_path, monkeypatch, i):
     monkeypatch.chdir(tmp_path)
     cases = _bad_cases(data, tmp_path)
-    assert len(cases) == 26
+    assert len(cases) == 33
     args, needle = cases[i]
     r = runner.invoke(main, args)
     assert r.exit_code == 2, f"{args}: {r.output}{r.stderr}"

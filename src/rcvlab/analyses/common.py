@@ -10,7 +10,9 @@
   options it passes on to the extraction;
 * :func:`analysis_meta`: the ``meta`` provenance of a result built from arrays;
 * :func:`frozen_array` / :func:`array_from_json`: read-only arrays, with JSON's ``null``
-  read back as NaN.
+  read back as NaN;
+* :func:`row_shards` / :func:`run_shards`: an image pass (the resize sweep, the relevance
+  gradients) cut into batch-aligned shards that run as tasks on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from rcvlab.probe.profile import check_names
 from rcvlab.result import provenance
 
 if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; annotations are not evaluated at run time
+    from distributed import Client
     from typing_extensions import Unpack
+
+    from rcvlab.distributed.tasks import Call
 
 MIN_ROWS = 10
 """Fewest usable rows (images) an analysis accepts for one class."""
@@ -236,8 +241,10 @@ class ExtractOptions(TypedDict, total=False):
 
     ``weights`` (of a model given by name; default ``"imagenet"``), ``batch_size`` (32),
     ``pooling`` (``"gap"``), ``cache_dir`` (None: no cache), ``device`` (None: automatic),
-    ``progress`` (False), ``strict`` (False: unreadable images are skipped and listed): see
-    :func:`features_by_class`, whose defaults they are.
+    ``progress`` (False), ``strict`` (False: unreadable images are skipped and listed),
+    ``precision`` (``"fp32"``), ``client`` (None: this process; a ``distributed.Client``
+    extracts on its cluster, with ``cache_dir``): see :func:`features_by_class`, whose
+    defaults they are.
     """
 
     weights: str
@@ -247,6 +254,8 @@ class ExtractOptions(TypedDict, total=False):
     device: str | None
     progress: bool
     strict: bool
+    precision: str
+    client: Any
 
 
 def features_by_class(
@@ -264,6 +273,8 @@ def features_by_class(
     device: str | None = None,
     progress: bool = False,
     strict: bool = False,
+    precision: str = "fp32",
+    client: Any = None,
 ) -> tuple[dict[str, tuple[FloatArray, FloatArray]], dict[str, Any]]:
     """Features of one layer (one extraction) and the measure, split by ``data.classes``.
 
@@ -324,6 +335,8 @@ def features_by_class(
         device=device,
         progress=progress,
         strict=strict,
+        precision=precision,
+        client=client,
     )
     X_all = np.asarray(X_all, dtype=np.float64)
     ok = np.asarray(feats.valid, dtype=bool) & np.isfinite(X_all).all(axis=1) & np.isfinite(y_all)
@@ -413,6 +426,113 @@ def class_features(
     return features_by_class(model, data, layer, measure, classes(data), seed=seed, **extract)
 
 
+# -- image passes on a Dask cluster ---------------------------------------------------------
+
+
+def check_client(client: Any) -> None:
+    """Raise one line unless ``client`` is None or a ``distributed.Client``.
+
+    Raises
+    ------
+    RcvlabError
+        Anything else (naming its type and how to open a client).
+    """
+    if client is not None and not (
+        hasattr(client, "submit")
+        and hasattr(client, "scatter")
+        and hasattr(client, "scheduler_info")
+    ):
+        raise RcvlabError(
+            f"client must be a distributed.Client, got {type(client).__name__}; open one with "
+            "rcvlab.distributed.open_client('local:N'), or pass None to run here."
+        )
+
+
+def n_workers(client: Client) -> int:
+    """Workers of ``client``'s cluster now (at least 1)."""
+    return max(len(client.scheduler_info(n_workers=-1).get("workers", {})), 1)
+
+
+def row_shards(client: Client | None, n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Rows ``[0, n)`` as the shards a per-shard function of an image pass is called on.
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+        None: one shard, ``(0, n)`` (the pass runs here). A client: about
+        :data:`rcvlab.distributed.extract.SHARDS_PER_WORKER` shards per worker, none over
+        :data:`rcvlab.distributed.extract.MAX_SHARD_BATCHES` batches
+        (:func:`rcvlab.distributed.extract.plan_shards`).
+    n : int
+    batch_size : int
+
+    Returns
+    -------
+    list of (start, stop)
+        In order; every shard starts on a multiple of ``batch_size``, so each batch holds
+        the images that a single process puts in it.
+    """
+    if client is None:
+        return [(0, n)]
+    from rcvlab.distributed.extract import plan_shards
+
+    return plan_shards([(0, n)], batch_size, n_workers(client))
+
+
+def run_shards(
+    client: Client,
+    calls: Sequence[Call],
+    shared: Mapping[Any, Any],
+    *,
+    work: Sequence[int],
+    tick: Callable[[int], None],
+    name: str,
+) -> list[Any]:
+    """The calls of an image pass (one per shard) as tasks on ``client``'s cluster.
+
+    As :func:`rcvlab.distributed.tasks.run_calls`: ``shared`` (the model, the images) is
+    scattered once to every worker, each call is a task with one torch and one BLAS
+    thread, the results come back in the order of the calls and a user's error is the
+    first in that order, as one line. ``tick`` counts each call's work as soon as its task
+    returns (a progress bar advances while the pass runs; a task reports nothing before it
+    returns).
+
+    Parameters
+    ----------
+    client : distributed.Client
+    calls : sequence of Call
+        :class:`rcvlab.distributed.tasks.Shared` placeholders stand for ``shared[key]``
+        among a call's positional and keyword arguments (not nested in containers).
+    shared : mapping
+    work : sequence of int
+        The progress units of each call (images, or image evaluations).
+    tick : callable
+        ``tick(k)``: ``k`` more units done.
+    name : str
+        Prefix of the task keys.
+
+    Returns
+    -------
+    list
+        The results, in the order of ``calls``.
+    """
+    from rcvlab.distributed.tasks import Call, Shared, run_tasks, shared_inputs
+
+    def fill(value: Any, ref: Mapping[Any, Any]) -> Any:
+        return ref[value.key] if isinstance(value, Shared) else value
+
+    with shared_inputs(client, shared) as ref:
+        filled = [
+            Call(
+                c.fn,
+                tuple(fill(a, ref) for a in c.args),
+                {k: fill(v, ref) for k, v in c.kwargs.items()},
+            )
+            for c in calls
+        ]
+        return run_tasks(client, filled, name=name, on_done=lambda i: tick(work[i]))
+
+
 __all__ = [
     "MIN_ROWS",
     "PLAIN_REGRESSORS",
@@ -422,6 +542,7 @@ __all__ = [
     "array_from_json",
     "available_classes",
     "check_classes",
+    "check_client",
     "check_int",
     "check_max_dims",
     "check_measure",
@@ -433,4 +554,7 @@ __all__ = [
     "class_features",
     "features_by_class",
     "frozen_array",
+    "n_workers",
+    "row_shards",
+    "run_shards",
 ]

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from rcvlab.analyses.common import check_int
+from rcvlab.distributed.tasks import Call, Shared, run_calls
 from rcvlab.errors import RcvlabError
 from rcvlab.features.extract import choose_device
 from rcvlab.features.hooks import capture
@@ -34,6 +36,9 @@ from rcvlab.probe.stats import mean_ci95, r2_score
 from rcvlab.progress import progress_bar
 from rcvlab.result import Result, jsonable, nan_if_none, provenance
 from rcvlab.sizes import check_max_size, parse_sizes
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 POOLS = ("gap", "corrected-gap")
 
@@ -347,6 +352,7 @@ def noise_size(
     device: str | torch.device | None = None,
     progress: bool | Callable[[int, int], None] = False,
     command: str = "",
+    client: Client | None = None,
 ) -> NoiseSizeResult:
     """Regress the width of white-noise images from each layer, with regular and corrected GAP.
 
@@ -392,6 +398,10 @@ def noise_size(
         A progress bar, or ``progress(done, total)``.
     command : str
         The command line, recorded in ``meta``.
+    client : distributed.Client, optional
+        Fit on this Dask cluster (:mod:`rcvlab.distributed.tasks`): the features are
+        computed here, scattered once to every worker, and each layer's repetitions are one
+        task. The fits run with one BLAS thread here and there, so the result is the same.
 
     Returns
     -------
@@ -437,24 +447,29 @@ def noise_size(
 
     widths, images = draw_noise(size_list, reps, n_train, n_test, seed)
     feats = _features(model, specs, images, widths.ravel(), masks, batch_size, dev, progress)
-    out = []
+    # One call per layer: the repetitions' fits of both poolings. The features are shared
+    # inputs, scattered once when the calls are tasks on a cluster.
+    shared: dict[Any, Any] = {"widths": widths}
+    calls = []
     for k in names:
-        has_positions = min(positions[k].values()) > 0
-        scores: dict[str, list[float]] = {"gap": [], "corrected-gap": []}
-        for pooling in POOLS if has_positions else ("gap",):
-            X = feats[pooling][k].reshape(reps, n_train + n_test, -1)
-            for r in range(reps):
-                y = widths[r].astype(np.float64)
-                pred, _, _ = fit_predict(X[r, :n_train], y[:n_train, None], X[r, n_train:], reg, a)
-                scores[pooling].append(r2_score(y[n_train:], pred[:, 0]))
-        out.append(
-            NoiseLayer(
-                layer=k,
-                positions=positions[k],
-                r2_gap=tuple(scores["gap"]),
-                r2_corrected=tuple(scores["corrected-gap"]) if has_positions else None,
-            )
+        pools = POOLS if min(positions[k].values()) > 0 else ("gap",)
+        for p in pools:
+            shared[(p, k)] = feats[p][k]
+        x = {p: Shared((p, k)) for p in pools}
+        calls.append(Call(_layer_scores, (x, Shared("widths"), n_train, reg, a)))
+    # One BLAS thread, as probe_layers: the fits are small, and the numbers then do not
+    # depend on the thread count (a cluster's tasks run with one thread too).
+    with threadpool_limits(limits=1, user_api="blas"):
+        scores = run_calls(client, calls, shared, name="rcvlab-noise")
+    out = [
+        NoiseLayer(
+            layer=k,
+            positions=positions[k],
+            r2_gap=sc["gap"],
+            r2_corrected=sc.get("corrected-gap"),
         )
+        for k, sc in zip(names, scores, strict=True)
+    ]
     return NoiseSizeResult(
         model=model.name,
         weights=model.weights,
@@ -474,6 +489,29 @@ def noise_size(
             batch_size=int(batch_size),
         ),
     )
+
+
+def _layer_scores(
+    feats: Mapping[str, np.ndarray],
+    widths: np.ndarray,
+    n_train: int,
+    regressor: str,
+    alpha: float | None,
+) -> dict[str, tuple[float, ...]]:
+    """One layer's test R² of the width per repetition, for every pooling in ``feats``."""
+    reps, per = widths.shape
+    out = {}
+    for pooling, X in feats.items():
+        Xr = X.reshape(reps, per, -1)
+        vals = []
+        for r in range(reps):
+            y = widths[r].astype(np.float64)
+            pred, _, _ = fit_predict(
+                Xr[r, :n_train], y[:n_train, None], Xr[r, n_train:], regressor, alpha
+            )
+            vals.append(r2_score(y[n_train:], pred[:, 0]))
+        out[pooling] = tuple(vals)
+    return out
 
 
 def _features(

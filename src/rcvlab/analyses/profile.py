@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch.nn as nn
 
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import RcvlabError
-from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
+from rcvlab.features.extract import FeatureSet, as_image_set, choose_device, extract_features
 from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_min_std, check_regressor
 from rcvlab.probe.profile import check_measure, check_split, check_split_options, probe_layers
@@ -43,6 +44,8 @@ def layer_profile(
     command: str = "",
     min_std: float | None = None,
     min_images: int = 10,
+    precision: str = "fp32",
+    client: Any = None,
 ) -> ProfileResult:
     """Profile how linearly ``measure`` is encoded in every layer of ``model``.
 
@@ -78,6 +81,11 @@ def layer_profile(
         Minimum number of images with a measure value (per class unless pooled).
     command : str
         The command line recorded in ``meta``.
+    precision : {"fp32", "bf16", "fp16"}
+        Precision of the forward passes (:func:`rcvlab.features.extract_features`).
+    client : distributed.Client, optional
+        Run the extractions (with ``cache_dir``) and the fits on this Dask cluster
+        (:func:`rcvlab.open_client`); the profile equals the one-process profile.
 
     Other parameters are those of :func:`rcvlab.features.extract_features` and
     :func:`rcvlab.probe.probe_layers`.
@@ -128,7 +136,10 @@ def layer_profile(
         device=device,
         strict=strict,
         progress=progress,
+        precision=precision,
+        client=client,
     )
+    dev = choose_device(device)
     feats = extract_features(model, data, **kw)
     random_feats = None
     if "random" in baselines:
@@ -149,6 +160,9 @@ def layer_profile(
         min_std=min_std,
         min_images=min_images,
         split=split,
+        client=client,
+        # Ridge fits go where the extraction ran when that is a GPU of this process.
+        device=dev if client is None and dev.type == "cuda" else None,
     )
     skipped = skipped_items(data, feats)
     info = {

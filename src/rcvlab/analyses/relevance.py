@@ -26,9 +26,10 @@ then not meaningful (a negative R² would even flip its sign) and the summary fl
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -37,14 +38,17 @@ import torch.nn as nn
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from rcvlab.analyses.common import check_int
+from rcvlab.analyses.common import check_client, check_int, n_workers, row_shards, run_shards
 from rcvlab.data.base import ImageSet
+from rcvlab.distributed.tasks import Call, Shared
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.extract import as_image_set, choose_device
+from rcvlab.models.layers import LayerSpec
 from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_regressor, fit_rcv
 from rcvlab.probe.profile import check_min_images, check_split_options, probe_layers
 from rcvlab.probe.sensitivity import (
+    GradientPass,
     blank_pass,
     gradient_pass,
     layer_spec,
@@ -52,7 +56,11 @@ from rcvlab.probe.sensitivity import (
     resolve_target_class,
 )
 from rcvlab.probe.splits import n_test_rows
+from rcvlab.progress import progress_bar
 from rcvlab.result import Result, jsonable, nan_if_none, provenance
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 FloatArray = NDArray[np.float64]
 NAN = float("nan")
@@ -634,6 +642,65 @@ def check_measure_values(name: str, y: ArrayLike, min_images: int, test_fraction
         )
 
 
+# A worker running several tasks at once in threads holds one copy of the scattered model:
+# its shards take turns with it (the pass hooks the module and borrows it).
+_PASS_LOCK = threading.Lock()
+
+
+def gradient_shard(
+    model: Model,
+    data: ImageSet,
+    spec: LayerSpec,
+    target_class: int,
+    start: int,
+    stop: int,
+    *,
+    batch_size: int,
+    device: str | torch.device | None,
+    resize: str,
+    strict: bool,
+    progress: bool | Callable[[int, int], None] = False,
+) -> GradientPass:
+    """The forward + backward pass of :func:`relevance` over the images ``[start, stop)``.
+
+    :func:`rcvlab.probe.sensitivity.gradient_pass` with ``shard=(start, stop)``, here (one
+    shard, all images) or as a task on a Dask worker (one shard each), one shard at a
+    time per process.
+
+    Parameters
+    ----------
+    model : Model
+    data : ImageSet
+        The images some measure has a value for.
+    spec : LayerSpec
+        The layer (:func:`rcvlab.probe.sensitivity.layer_spec`).
+    target_class : int
+        Index of the logit.
+    start, stop : int
+        The shard's rows (``start`` on a batch boundary of the whole pass).
+    batch_size, device, resize, strict, progress
+        As in :func:`rcvlab.probe.sensitivity.gradient_pass`.
+
+    Returns
+    -------
+    GradientPass
+        ``stop - start`` rows; arrays without columns when none of them could be read.
+    """
+    with _PASS_LOCK:
+        return gradient_pass(
+            model,
+            data,
+            spec,
+            target_class,
+            batch_size=batch_size,
+            device=device,
+            resize=resize,
+            strict=strict,
+            progress=progress,
+            shard=(start, stop),
+        )
+
+
 def relevance(
     model: str | Model | nn.Module,
     data: ImageSet,
@@ -654,6 +721,7 @@ def relevance(
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
     command: str = "",
+    client: Client | None = None,
 ) -> RelevanceResult:
     """Sensitivity and bidirectional relevance of concept measures at ``layer`` for a class.
 
@@ -690,6 +758,15 @@ def relevance(
         As in :func:`rcvlab.features.extract_features`.
     command : str
         The command line, recorded in ``meta``.
+    client : distributed.Client, optional
+        Run the pass on this Dask cluster (:func:`rcvlab.distributed.open_client`). Every
+        check runs here first; then the images are cut into shards of whole batches, the
+        model and the image set are scattered once to every worker, and each shard is one
+        task (:func:`rcvlab.probe.sensitivity.gradient_pass` with ``shard=``, one torch
+        thread) that returns only its rows' features, gradients and validity. The RCVs
+        are fitted here, as without a client. The images must be readable by the workers
+        (on other machines, a shared folder). The result equals a run here under
+        ``torch.set_num_threads(1)``; ``device`` None lets every worker choose its own.
 
     Returns
     -------
@@ -710,6 +787,7 @@ def relevance(
     check_split_options(reps, test_fraction, seed)
     check_min_images(min_images)
     check_int("batch_size", batch_size, 1)
+    check_client(client)
     if resize not in RESIZE_MODES:
         raise RcvlabError(f"Unknown resize mode {resize!r}; use {' or '.join(RESIZE_MODES)}.")
     names = [measures] if isinstance(measures, str) else list(measures)
@@ -741,20 +819,35 @@ def relevance(
 
     n = len(data)
     rows = np.flatnonzero(np.any([np.isfinite(y) for y in ys.values()], axis=0))
-    p = gradient_pass(
-        model,
-        data.subset(rows),
-        spec,
-        k,
-        batch_size=batch_size,
-        device=device,
-        resize=resize,
-        strict=strict,
-        progress=progress,
-    )
-    d = p.features.shape[1]
+    used = data.subset(rows)  # only the images some measure has a value for are read
+    m = len(used)
+    opts = dict(batch_size=batch_size, device=device, resize=resize, strict=strict)
+    if client is None:  # one shard: all the images
+        shards = [(0, m)]
+        parts = [gradient_shard(model, used, spec, k, 0, m, **opts, progress=progress)]
+    else:  # batch-aligned shards, one task each; the progress ticks as they come back
+        shards = row_shards(client, m, batch_size)
+        calls = [
+            Call(gradient_shard, (Shared("model"), Shared("data"), spec, k, i0, i1), opts)
+            for i0, i1 in shards
+        ]
+        with progress_bar(progress, m, "gradients") as tick:
+            parts = run_shards(
+                client,
+                calls,
+                {"model": model, "data": used},
+                work=[i1 - i0 for i0, i1 in shards],
+                tick=tick,
+                name="rcvlab-relevance",
+            )
+    d = max(p.features.shape[1] for p in parts)  # 0 in a shard without a readable image
+    if d == 0:
+        raise DataError("No image could be read.")
     X, G = np.full((n, d), np.nan), np.full((n, d), np.nan)
-    X[rows], G[rows] = p.features, p.gradients
+    for (i0, i1), p in zip(shards, parts, strict=True):
+        if p.features.shape[1]:
+            X[rows[i0:i1]], G[rows[i0:i1]] = p.features, p.gradients
+    n_readable = int(sum(int(p.valid.sum()) for p in parts))
     res = relevance_from_arrays(
         X,
         G,
@@ -771,7 +864,7 @@ def relevance(
         classes=None if data.classes is None else data.classes.tolist(),
     )
     skipped = [(s.path, s.reason) for s in data.skipped]
-    skipped += [(s.path, s.reason) for _, s in sorted(p.skipped.items())]
+    skipped += [(s.path, s.reason) for p in parts for _, s in sorted(p.skipped.items())]
     cats = model.categories
     return replace(
         res,
@@ -787,10 +880,15 @@ def relevance(
             layer_module=spec.module,
             layer_shape=list(shape[1:]),
             preprocessing={**model.preprocessing.key(), "mode": resize},
-            device=str(choose_device(device)),
+            device=(
+                str(choose_device(device))
+                if client is None or device is not None
+                else "workers' default"
+            ),
+            workers=1 if client is None else n_workers(client),
             n_images=len(data),
             n_without_measure=int(n - rows.size),
-            n_readable=int(p.valid.sum()),  # of those with a measure (the others are not read)
+            n_readable=n_readable,  # of those with a measure (the others are not read)
             n_used={s.measure: s.n for s in res.scores},
             n_skipped=len(skipped),
             classes=sorted(set(data.classes.tolist())) if data.classes is not None else [],
@@ -812,6 +910,7 @@ __all__ = [
     "MeasureRelevance",
     "RelevanceResult",
     "check_measure_values",
+    "gradient_shard",
     "relevance",
     "relevance_from_arrays",
     "sensitivity_stats",

@@ -26,11 +26,12 @@ four photographs only, so its intervals show the variation over crops, not over 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,8 +40,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from rcvlab.analyses.common import check_int
+from rcvlab.analyses.common import check_client, check_int, n_workers, row_shards, run_shards
 from rcvlab.data.base import ImageSet, Skip
+from rcvlab.distributed.tasks import Call, Shared
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.models.registry import RESAMPLE, Model, load_model
 from rcvlab.models.state import borrowed
@@ -48,6 +50,9 @@ from rcvlab.probe.stats import mean_ci95
 from rcvlab.progress import progress_bar
 from rcvlab.result import Result, jsonable, provenance
 from rcvlab.sizes import MAX_SIZE, check_max_size, parse_sizes
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: PIL filters by name (``--interp``).
 INTERPOLATIONS: dict[str, int] = RESAMPLE  # the models' own table: one list of filters
@@ -515,6 +520,149 @@ def _check_labels(
             )
 
 
+class SweepShard(NamedTuple):
+    """The outcomes of the images ``[start, stop)`` of a sweep (:func:`sweep_shard`).
+
+    Arrays are indexed ``[interp, size, row]`` (rows of unreadable images: ``p`` NaN,
+    ``top1`` / ``top5`` False, ``pred`` -1); ``ok`` marks the readable rows and ``skipped``
+    lists the others, in order.
+    """
+
+    p: np.ndarray
+    top1: np.ndarray
+    top5: np.ndarray
+    pred: np.ndarray
+    ok: np.ndarray
+    skipped: tuple[Skip, ...]
+
+
+# A worker running several tasks at once in threads holds one copy of the scattered model:
+# its shards take turns with it (borrowed() moves it and gives it back).
+_SHARD_LOCK = threading.Lock()
+
+
+def sweep_shard(
+    model: Model,
+    data: ImageSet,
+    labels: Sequence[Sequence[int]],
+    start: int,
+    stop: int,
+    *,
+    sizes: Sequence[int],
+    interps: Sequence[str],
+    batch_size: int,
+    n_out: int,
+    device: str | torch.device | None,
+    channels_last: bool,
+    strict: bool,
+    tick: Callable[[int], None] | None = None,
+) -> SweepShard:
+    """Every (filter, size) evaluation of the images ``[start, stop)`` of a sweep.
+
+    The body of :func:`resize_sweep`, here (one shard, all images) or as a task on a Dask
+    worker (one shard each): batches of ``batch_size`` images from ``start`` are decoded
+    once and resized with every filter to every size (the next job's resize overlaps the
+    network's run), and passed through the network in eval mode on ``device``. No option
+    is checked here: :func:`resize_sweep` checks them, with the network, before any shard.
+
+    Parameters
+    ----------
+    model : Model
+    data : ImageSet
+    labels : sequence of sequence of int
+        The acceptable class indices of images ``start .. stop - 1``.
+    start, stop : int
+        The shard's rows (``start`` on a batch boundary of the whole sweep).
+    sizes, interps : sequence
+        Validated sizes and filter names.
+    batch_size : int
+    n_out : int
+        The network's number of outputs.
+    device : str or torch.device, optional
+        Default: CUDA when available here, else CPU.
+    channels_last : bool
+    strict : bool
+        Raise (one line, naming the image) for an unreadable image instead of skipping it.
+    tick : callable, optional
+        ``tick(k)`` after each (filter, size) of a batch, ``k`` its images.
+
+    Returns
+    -------
+    SweepShard
+
+    Raises
+    ------
+    DataError
+        An unreadable image with ``strict``.
+    RcvlabError
+        Out of memory at some size.
+    """
+    from rcvlab.features.extract import choose_device
+
+    tick = tick or (lambda k: None)
+    dev = choose_device(device)
+    m, ni, ns = stop - start, len(interps), len(sizes)
+    p = np.full((ni, ns, m), np.nan)
+    top1 = np.zeros((ni, ns, m), dtype=bool)
+    top5 = np.zeros((ni, ns, m), dtype=bool)
+    pred = np.full((ni, ns, m), -1, dtype=np.int64)
+    ok = np.zeros(m, dtype=bool)
+    skipped: list[Skip] = []
+    k_top = min(5, n_out)
+    jobs = [(a, b) for a in range(ni) for b in range(ns)]
+    pool = ThreadPoolExecutor(max_workers=1)  # resizes the next job while the network runs
+    try:
+        with _SHARD_LOCK, borrowed(model.module, dev, channels_last=channels_last) as module:
+            for c0 in range(start, stop, batch_size):
+                c1 = min(stop, c0 + batch_size)
+                pil, idx = [], []
+                for i in range(c0, c1):
+                    try:
+                        pil.append(data.load(i).convert("RGB"))
+                        idx.append(i - start)
+                    except DataError as e:
+                        if strict:
+                            raise DataError(
+                                f"{e} (image {data.ids[i]}; drop --strict to skip such images)"
+                            ) from e
+                        skipped.append(Skip(data.ids[i], str(e)))
+                if not pil:
+                    tick((c1 - c0) * len(jobs))
+                    continue
+                ok[idx] = True
+                mask = torch.zeros(len(idx), n_out, dtype=torch.bool)
+                for r, i in enumerate(idx):
+                    mask[r, list(labels[i])] = True
+                mask = mask.to(dev)
+
+                def make(job: tuple[int, int], pil=pil) -> torch.Tensor:
+                    return resized_batch(model, pil, sizes[job[1]], interps[job[0]])
+
+                pending = pool.submit(make, jobs[0])
+                for j, (a, b) in enumerate(jobs):
+                    x = pending.result()
+                    if j + 1 < len(jobs):
+                        pending = pool.submit(make, jobs[j + 1])
+                    try:
+                        prob = _softmax(module, x, dev, channels_last)
+                    except torch.OutOfMemoryError:
+                        raise RcvlabError(
+                            f"Out of memory at {sizes[b]} px with {len(idx)} images per "
+                            "batch; lower --batch-size or the largest of --sizes."
+                        ) from None
+                    best = prob.topk(k_top, dim=1).indices
+                    p[a, b, idx] = (prob * mask).sum(1).double().cpu().numpy()
+                    top1[a, b, idx] = mask.gather(1, best[:, :1]).any(1).cpu().numpy()
+                    top5[a, b, idx] = mask.gather(1, best).any(1).cpu().numpy()
+                    pred[a, b, idx] = best[:, 0].cpu().numpy()
+                    tick(c1 - c0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return SweepShard(p, top1, top5, pred, ok, tuple(skipped))
+
+
 def resize_sweep(
     model: Model | str | nn.Module,
     data: ImageSet,
@@ -529,6 +677,7 @@ def resize_sweep(
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
     command: str = "",
+    client: Client | None = None,
 ) -> ResizeSweepResult:
     """Probability of the correct class and top-1/top-5 accuracy at every size and filter.
 
@@ -562,9 +711,18 @@ def resize_sweep(
         Raise for an unreadable image instead of skipping it (listed in ``skipped``).
     progress : bool or callable
         A rich progress bar, or ``progress(done, total)`` after each batch (in
-        image-size-filter evaluations).
+        image-size-filter evaluations); with ``client``, as shards come back.
     command : str
         The command line, recorded in ``meta``.
+    client : distributed.Client, optional
+        Run the sweep on this Dask cluster (:func:`rcvlab.distributed.open_client`). Every
+        check that needs the network runs here first; then the images are cut into
+        shards of whole batches, the model and the image set are scattered once to every
+        worker, and each shard is one task (:func:`sweep_shard`: it decodes its images and
+        runs every filter and size on them, with one torch thread) that returns only its
+        rows' outcomes. The images must be readable by the workers (on other machines, a
+        shared folder). The result equals a run here under ``torch.set_num_threads(1)``;
+        ``device`` None lets every worker choose its own (its GPU, if it has one).
 
     Returns
     -------
@@ -592,6 +750,7 @@ def resize_sweep(
     interp_list = parse_interps(interps)
     check_int("batch_size", batch_size, 1)
     check_int("seed", seed, 0)
+    check_client(client)
     if not isinstance(data, ImageSet):
         raise RcvlabError(f"data must be an ImageSet (see rcvlab.data.open_data), got {data!r}.")
     if len(data) == 0:
@@ -632,66 +791,41 @@ def resize_sweep(
         n_out = int(out.shape[1])
         _check_labels(data, labels, n_out, model.name)
 
-        n, ni, ns = len(data), len(interp_list), len(size_list)
-        p = np.full((ni, ns, n), np.nan)
-        top1 = np.zeros((ni, ns, n), dtype=bool)
-        top5 = np.zeros((ni, ns, n), dtype=bool)
-        pred = np.full((ni, ns, n), -1, dtype=np.int64)
-        ok = np.zeros(n, dtype=bool)
-        skipped: list[Skip] = []
-        k_top = min(5, n_out)
-        jobs = [(a, b) for a in range(ni) for b in range(ns)]
-        label = f"resize sweep {model.name} ({model.weights})"
-        pool = ThreadPoolExecutor(max_workers=1)  # resizes the next job while the network runs
-        try:
-            with progress_bar(progress, n * ni * ns, label) as tick:
-                for c0 in range(0, n, batch_size):
-                    c1 = min(n, c0 + batch_size)
-                    pil, idx = [], []
-                    for i in range(c0, c1):
-                        try:
-                            pil.append(data.load(i).convert("RGB"))
-                            idx.append(i)
-                        except DataError as e:
-                            if strict:
-                                raise DataError(
-                                    f"{e} (image {data.ids[i]}; drop --strict to skip such images)"
-                                ) from e
-                            skipped.append(Skip(data.ids[i], str(e)))
-                    if not pil:
-                        tick((c1 - c0) * len(jobs))
-                        continue
-                    ok[idx] = True
-                    mask = torch.zeros(len(idx), n_out, dtype=torch.bool)
-                    for r, i in enumerate(idx):
-                        mask[r, list(labels[i])] = True  # type: ignore[arg-type]
-                    mask = mask.to(dev)
-
-                    def make(job: tuple[int, int], pil=pil) -> torch.Tensor:
-                        return resized_batch(model, pil, size_list[job[1]], interp_list[job[0]])
-
-                    pending = pool.submit(make, jobs[0])
-                    for j, (a, b) in enumerate(jobs):
-                        x = pending.result()
-                        if j + 1 < len(jobs):
-                            pending = pool.submit(make, jobs[j + 1])
-                        try:
-                            prob = _softmax(module, x, dev, channels_last)
-                        except torch.OutOfMemoryError:
-                            raise RcvlabError(
-                                f"Out of memory at {size_list[b]} px with {len(idx)} images per "
-                                "batch; lower --batch-size or the largest of --sizes."
-                            ) from None
-                        best = prob.topk(k_top, dim=1).indices
-                        p[a, b, idx] = (prob * mask).sum(1).double().cpu().numpy()
-                        top1[a, b, idx] = mask.gather(1, best[:, :1]).any(1).cpu().numpy()
-                        top5[a, b, idx] = mask.gather(1, best).any(1).cpu().numpy()
-                        pred[a, b, idx] = best[:, 0].cpu().numpy()
-                        tick(c1 - c0)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+    n, ni, ns = len(data), len(interp_list), len(size_list)
+    opts = dict(
+        sizes=size_list,
+        interps=interp_list,
+        batch_size=batch_size,
+        n_out=n_out,
+        # the workers choose their own device when none is given (one GPU each, if any)
+        device=dev if client is None else device,
+        channels_last=channels_last,
+        strict=strict,
+    )
+    label = f"resize sweep {model.name} ({model.weights})"
+    with progress_bar(progress, n * ni * ns, label) as tick:
+        if client is None:  # one shard: all images, ticking after each (filter, size) of a batch
+            parts = [sweep_shard(model, data, labels, 0, n, **opts, tick=tick)]
+        else:  # batch-aligned shards, one task each; ticking as they come back
+            shards = row_shards(client, n, batch_size)
+            calls = [
+                Call(sweep_shard, (Shared("model"), Shared("data"), labels[a:b], a, b), opts)
+                for a, b in shards
+            ]
+            parts = run_shards(
+                client,
+                calls,
+                {"model": model, "data": data},
+                work=[(b - a) * ni * ns for a, b in shards],
+                tick=tick,
+                name="rcvlab-resize",
+            )
+    p = np.concatenate([s.p for s in parts], axis=2)
+    top1 = np.concatenate([s.top1 for s in parts], axis=2)
+    top5 = np.concatenate([s.top5 for s in parts], axis=2)
+    pred = np.concatenate([s.pred for s in parts], axis=2)
+    ok = np.concatenate([s.ok for s in parts])
+    skipped = [k for s in parts for k in s.skipped]
     if not ok.any():
         first = skipped[0].reason if skipped else "unknown"
         raise DataError(
@@ -716,11 +850,13 @@ def resize_sweep(
             command=command,
             seed=int(seed),
             data=data,
-            device=str(dev),
+            device=str(dev) if client is None or device is not None else "workers' default",
             seconds=round(time.perf_counter() - t0, 2),
             batch_size=int(batch_size),
             weights_id=model.weights_id,
-            torch_threads=torch.get_num_threads(),
+            # a cluster's tasks run with one torch thread each
+            torch_threads=torch.get_num_threads() if client is None else 1,
+            workers=1 if client is None else n_workers(client),
         ),
     )
 
@@ -733,10 +869,12 @@ __all__ = [
     "KNOWN_MIN_SIZES",
     "MAX_SIZE",
     "ResizeSweepResult",
+    "SweepShard",
     "class_probabilities",
     "min_input_size",
     "parse_interps",
     "resize_sweep",
     "resized_batch",
+    "sweep_shard",
     "wilson_ci95",
 ]

@@ -22,7 +22,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from rcvlab.analyses.heads import Variant, finetune_network, train_head
 from rcvlab.data.base import ImageSet
+from rcvlab.distributed.tasks import Call, Shared, run_calls
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.extract import extract_features
 from rcvlab.models.registry import Model, load_model
@@ -39,6 +40,9 @@ from rcvlab.probe.splits import group_split
 from rcvlab.prune.prune import check_prune_layer
 from rcvlab.result import Result, jsonable, nan_if_none, provenance
 from rcvlab.runio import write_torch
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def parse_variants(variants: Sequence[str], model: Model) -> list[Variant]:
@@ -500,6 +504,7 @@ def transfer(
     progress: bool = False,
     command: str = "",
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    client: Client | None = None,
 ) -> TransferResult:
     """Train single-unit heads for every variant and seed and evaluate them (see module doc).
 
@@ -541,6 +546,17 @@ def transfer(
         Recorded in ``meta``.
     checkpoint_dir : path, optional
         Finetune mode: where every variant's and seed's best network is saved.
+    client : distributed.Client, optional
+        Train the heads on this Dask cluster (:mod:`rcvlab.distributed.tasks`), one task per
+        variant and seed. Linear mode: the features are extracted here once, scattered once
+        to every worker, and each task trains one head with one torch thread; the result
+        equals a run here under ``torch.set_num_threads(1)`` (with more threads here, torch
+        may sum in another order: equal thread counts give equal numbers). With
+        ``cache_dir`` the extraction runs on the cluster too (:func:`rcvlab.features.
+        extract.extract_features` with ``client``; the folder must be one every worker
+        sees); without, it runs here. Finetune mode:
+        the model and the data are scattered once and each task trains one network (on
+        its worker's device); ``checkpoint_dir`` must then be a folder every worker sees.
 
     Returns
     -------
@@ -608,6 +624,8 @@ def transfer(
         device=device,
         strict=strict,
         progress=progress,
+        # The workers write their shards into the cache: without one, extract here.
+        client=client if cache_dir is not None else None,
     )
     feats = {}
     if mode == "linear":
@@ -617,64 +635,49 @@ def transfer(
         if any(v.kind == "scratch" for v in vs):
             last = next(v.layer for v in vs if v.kind == "scratch")
             feats["scratch"] = extract_features(m.twin("random", seed), data, [last], **kw)
-    runs, heads = [], {}
+    # Every (variant, seed) is one independent run; the big inputs they share (features,
+    # or the model and the images) are named, so that the same calls run here or, scattered
+    # once, as tasks on a Dask cluster.
+    shared: dict[Any, Any] = {"y": y_all}
+    jobs: list[tuple[Variant, int]] = []
+    calls: list[Call] = []
+    if mode == "finetune":
+        shared.update(model=m, data=data)
+        if checkpoint_dir is not None:
+            os.makedirs(checkpoint_dir, exist_ok=True)
     for v in vs:
         if mode == "linear":
-            X = feats["scratch" if v.kind == "scratch" else "model"][v.layer].astype(np.float64)
-            ok = np.isfinite(X).all(1)
+            key = ("features", "scratch" if v.kind == "scratch" else "model", v.layer)
+            shared[key] = feats[key[1]][v.layer]
+            ok = np.isfinite(shared[key]).all(1)
             a, b, c = tr[ok[tr]], va[ok[va]], te[ok[te]]
             if min(len(a), len(b), len(c)) < 2:
                 raise DataError(
                     f"Too few readable patches for {v.name} ({len(a)} train / {len(b)} "
                     f"validation / {len(c)} test); need 2 in each. See skipped.csv."
                 )
-        else:
-            a, b, c = tr, va, te
         for s in range(seeds):
+            jobs.append((v, s))
+            train = dict(seed=s, epochs=epochs, lr=lr, batch_size=batch_size)
             if mode == "linear":
-                head, log = train_head(
-                    X[a],
-                    y_all[a],
-                    X[b],
-                    y_all[b],
-                    seed=s,
-                    epochs=epochs,
-                    lr=lr,
-                    batch_size=batch_size,
-                )
-                with torch.no_grad():
-                    pred = head(torch.tensor(X[c], dtype=torch.float32)).numpy().astype(np.float64)
-                dim = X.shape[1]
-                heads[f"{v.name}/seed{s}"] = head.state_dict()
-            else:
-                net = finetune_network(
-                    m,
-                    v,
-                    data,
-                    y_all,
-                    a,
-                    b,
-                    seed=s,
-                    twin_seed=seed,
-                    epochs=epochs,
-                    lr=lr,
-                    batch_size=batch_size,
-                    device=device,
-                    strict=strict,
-                )
-                log = net.log
-                c = c[np.isin(c, net.readable(c))]
-                pred = net.predict(c)
-                c = c[np.isin(c, net.readable(c))]  # predict() may find more unreadable
-                dim = net.dim
-                heads[f"{v.name}/seed{s}"] = net.head_state()
-                if checkpoint_dir is not None:
-                    os.makedirs(checkpoint_dir, exist_ok=True)
-                    name = f"{v.name.replace(':', '_')}_seed{s}.pt"
-                    write_torch(os.path.join(checkpoint_dir, name), net.state_dict())
-            runs.append(
-                _evaluate(v, s, dim, log["best_epoch"], pred, c, te, y_all, classes, class_means)
+                calls.append(Call(_linear_run, (Shared(key), Shared("y"), a, b, c), train))
+                continue
+            ckpt = None
+            if checkpoint_dir is not None:
+                name = f"{v.name.replace(':', '_')}_seed{s}.pt"
+                ckpt = os.path.abspath(os.path.join(checkpoint_dir, name))
+            more = dict(twin_seed=seed, device=device, strict=strict, checkpoint=ckpt)
+            args = (Shared("model"), v, Shared("data"), Shared("y"), tr, va, te)
+            calls.append(Call(_finetune_run, args, {**train, **more}))
+    outs = run_calls(client, calls, shared, name="rcvlab-transfer")
+    runs, heads = [], {}
+    for (v, s), out in zip(jobs, outs, strict=True):
+        heads[f"{v.name}/seed{s}"] = out.head
+        runs.append(
+            _evaluate(
+                v, s, out.dim, out.best_epoch, out.pred, out.c, te, y_all, classes, class_means
             )
+        )
     g = data.groups
     splits = (("train", tr), ("val", va), ("test", te))
     return TransferResult(
@@ -710,6 +713,89 @@ def transfer(
         meta=provenance(command=command, seed=int(seed), data=data, device=device),
         heads=heads,
     )
+
+
+class _Run(NamedTuple):
+    """One variant and seed: predictions ``pred`` for test patches ``c``, and the head."""
+
+    pred: np.ndarray
+    c: np.ndarray
+    dim: int
+    best_epoch: int
+    head: dict[str, torch.Tensor]
+
+
+def _linear_run(
+    X: np.ndarray,
+    y: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    *,
+    seed: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+) -> _Run:
+    """Linear mode: a head trained on rows ``a`` of the features, validated on ``b``,
+    predicting ``c`` (a task of its own on a Dask cluster)."""
+    head, log = train_head(
+        np.asarray(X[a], dtype=np.float64),
+        y[a],
+        np.asarray(X[b], dtype=np.float64),
+        y[b],
+        seed=seed,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+    )
+    with torch.no_grad():
+        x_test = torch.tensor(np.asarray(X[c], dtype=np.float64), dtype=torch.float32)
+        pred = head(x_test).numpy().astype(np.float64)
+    return _Run(pred, c, int(X.shape[1]), int(log["best_epoch"]), head.state_dict())
+
+
+def _finetune_run(
+    m: Model,
+    v: Variant,
+    data: ImageSet,
+    y: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    *,
+    seed: int,
+    twin_seed: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: str | None,
+    strict: bool,
+    checkpoint: str | None,
+) -> _Run:
+    """Finetune mode: one network trained end to end; its best state saved to
+    ``checkpoint`` (by the process that trained it: on a cluster, a path all workers see)."""
+    net = finetune_network(
+        m,
+        v,
+        data,
+        y,
+        a,
+        b,
+        seed=seed,
+        twin_seed=twin_seed,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        strict=strict,
+    )
+    c = c[np.isin(c, net.readable(c))]
+    pred = net.predict(c)
+    c = c[np.isin(c, net.readable(c))]  # predict() may find more unreadable
+    if checkpoint is not None:
+        write_torch(checkpoint, net.state_dict())
+    return _Run(pred, c, int(net.dim), int(net.log["best_epoch"]), net.head_state())
 
 
 def _evaluate(

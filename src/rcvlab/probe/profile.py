@@ -14,7 +14,8 @@ from numpy.typing import ArrayLike, NDArray
 from threadpoolctl import threadpool_limits
 
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
-from rcvlab.probe.fit import check_min_std, check_regressor, fit_predictions
+from rcvlab.probe.fit import RIDGE_ALPHAS, check_min_std, check_regressor, fit_predictions
+from rcvlab.probe.kernels import ridge_split_predictions_torch, torch_device_available
 from rcvlab.probe.result import SPLITS, LayerScore, ProfileResult
 from rcvlab.probe.splits import Split, repeated_splits
 from rcvlab.probe.stats import summarise
@@ -164,6 +165,8 @@ def probe_layers(
     n_jobs: int | None = None,
     min_std: float | None = None,
     split: str | None = None,
+    client: Any = None,
+    device: Any = None,
 ) -> ProfileResult:
     """Probe every layer for the measure ``y`` with RCVs, scored by held-out R².
 
@@ -230,7 +233,7 @@ def probe_layers(
         Minimum usable images per class.
     n_jobs : int, optional
         Worker threads (default: the CPUs available). Each uses single-threaded BLAS, so the
-        results do not depend on ``n_jobs``.
+        results do not depend on ``n_jobs``. Not used with ``client``.
     min_std : float, optional
         Standardisation guard (:func:`rcvlab.probe.fit.fit_rcv`): each kept column is
         divided by ``max(std_j, min_std * median std)`` of its training split, so that a
@@ -239,6 +242,16 @@ def probe_layers(
         columns it raised (maximum over repetitions and classes).
     split : {"per-class", "pooled", "leave-one-class-out"}, optional
         See above; default ``"per-class"`` with ``classes``, ``"pooled"`` without.
+    client : distributed.Client, optional
+        Run the layers on this Dask cluster (:mod:`rcvlab.distributed.tasks`): every
+        network's layer features and the splits are scattered once to every worker, and
+        each (network, layer) is one task with one BLAS thread, as here. The result equals
+        the one computed here, bit for bit.
+    device : str or torch.device, optional
+        Run the ridge fits on this torch device (e.g. ``"cuda"``): the same kernel, batched
+        over the repetitions, in float64 (:mod:`rcvlab.probe.kernels`); R² agree with the
+        CPU's to about 1e-10. None (the default): NumPy/LAPACK on this CPU. OLS and Lasso
+        always run on the CPU. With ``client``, every task uses this device on its worker.
 
     Returns
     -------
@@ -263,6 +276,11 @@ def probe_layers(
     """
     reg, a = check_regressor(regressor, alpha)
     reps = check_split_options(reps, test_fraction, seed)
+    if device is not None and not torch_device_available(device):
+        raise RcvlabError(
+            f"Device {str(device)!r} is not available here for the fits; use 'cpu' or leave "
+            "device out."
+        )
     floor = check_min_std(min_std)
     min_images = check_min_images(min_images)
     split = check_split(split, classes is not None)
@@ -322,17 +340,34 @@ def probe_layers(
 
     def run(i: int) -> _LayerRun:
         kind, name = tasks[i]
-        return _probe_one(arrays[kind][name], groups, reg, a, floor, with_shuffled=kind == "model")
+        return _probe_one(
+            arrays[kind][name], groups, reg, a, floor, with_shuffled=kind == "model", device=device
+        )
 
     # One BLAS thread per worker: small LAPACK calls scale poorly across threads, and the
     # results are then the same whatever n_jobs is.
-    with threadpool_limits(limits=1, user_api="blas"):
-        if workers == 1:
-            done = {i: run(i) for i in order}
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = {i: pool.submit(run, i) for i in order}
-                done = {i: f.result() for i, f in futures.items()}
+    if client is not None:
+        from rcvlab.distributed.tasks import Call, run_tasks, shared_inputs
+
+        shared = {task: arrays[task[0]][task[1]] for task in tasks}
+        with shared_inputs(client, {**shared, "groups": groups}) as ref:
+            calls = [
+                Call(
+                    _probe_one,
+                    (ref[tasks[i]], ref["groups"], reg, a, floor),
+                    {"with_shuffled": tasks[i][0] == "model", "device": device},
+                )
+                for i in order
+            ]
+            done = dict(zip(order, run_tasks(client, calls, name="rcvlab-probe"), strict=True))
+    else:
+        with threadpool_limits(limits=1, user_api="blas"):
+            if workers == 1:
+                done = {i: run(i) for i in order}
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = {i: pool.submit(run, i) for i in order}
+                    done = {i: f.result() for i, f in futures.items()}
 
     by_class = labels is not None
     loco = split == "leave-one-class-out"
@@ -404,35 +439,63 @@ def _probe_one(
     min_std: float | None,
     *,
     with_shuffled: bool,
+    device: Any = None,
 ) -> _LayerRun:
-    """All repetitions of one layer: per group an (reps, m) array of test R²."""
+    """All repetitions of one layer: per group an (reps, m) array of test R².
+
+    ``device`` (a torch device such as ``"cuda"``; None = numpy on this CPU) runs ridge fits
+    batched over each group's repetitions with
+    :func:`rcvlab.probe.kernels.ridge_split_predictions_torch`; ``ols`` and ``lasso`` always
+    run on the CPU.
+    """
     r2s: list[FloatArray] = []
     alphas: list[FloatArray] = []
     n_const = n_floor = 0
+    batched = device is not None and regressor == "ridge"
     for g in groups:
-        X = np.asarray(X_all[g.rows], dtype=np.float64)
         m = g.y_train[0].shape[1] if with_shuffled else 1
         r2 = np.empty((len(g.splits), m))
         al = np.full((len(g.splits), m), np.nan)
-        for r, (tr, te) in enumerate(g.splits):
-            pred, nc, nf, ch = fit_predictions(
-                X[tr], g.y_train[r][:, :m], X[te], regressor, alpha, min_std
+        if batched:
+            X = X_all[g.rows]
+            out = ridge_split_predictions_torch(
+                X,
+                [tr for tr, _ in g.splits],
+                [te for _, te in g.splits],
+                [y[:, :m] for y in g.y_train],
+                RIDGE_ALPHAS if alpha is None else [alpha],
+                loo=alpha is None,
+                min_std=min_std,
+                device=device,
             )
-            yt = g.y_test[r][:, :m]
-            ss_res = np.sum((yt - pred) ** 2, axis=0)
-            ss_tot = np.sum((yt - yt.mean(axis=0)) ** 2, axis=0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                # Same value as stats.r2_score, vectorised over the targets.
-                r2[r] = np.where(
-                    ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, np.nan, -np.inf)
+            for r in range(len(g.splits)):
+                r2[r] = _r2_columns(g.y_test[r][:, :m], out.predictions[r])
+            n_const = max(n_const, int(out.n_constant.max()))
+            n_floor = max(n_floor, int(out.n_floored.max()))
+            if alpha is None:
+                al[:] = out.alphas
+        else:
+            X = np.asarray(X_all[g.rows], dtype=np.float64)
+            for r, (tr, te) in enumerate(g.splits):
+                pred, nc, nf, ch = fit_predictions(
+                    X[tr], g.y_train[r][:, :m], X[te], regressor, alpha, min_std
                 )
-            n_const = max(n_const, nc)
-            n_floor = max(n_floor, nf)
-            if ch is not None:
-                al[r] = ch
+                r2[r] = _r2_columns(g.y_test[r][:, :m], pred)
+                n_const = max(n_const, nc)
+                n_floor = max(n_floor, nf)
+                if ch is not None:
+                    al[r] = ch
         r2s.append(r2)
         alphas.append(al)
     return _LayerRun(r2s, n_const, n_floor, alphas)
+
+
+def _r2_columns(yt: FloatArray, pred: FloatArray) -> FloatArray:
+    """Test R² of every column (the value of :func:`rcvlab.probe.stats.r2_score`)."""
+    ss_res = np.sum((yt - pred) ** 2, axis=0)
+    ss_tot = np.sum((yt - yt.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, np.nan, -np.inf))
 
 
 def _make_groups(

@@ -436,6 +436,7 @@ def gradient_pass(
     strict: bool = False,
     progress: bool | Callable[[int, int], None] = False,
     layout: str | Mapping[str, str] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> GradientPass:
     """Gradient of class ``K``'s logit with respect to a GAP-space shift of ``layer``, and
     the layer's GAP features, from one forward and one backward pass per batch.
@@ -477,6 +478,12 @@ def gradient_pass(
         ``NHWC`` (channels last), ``NLC`` (tokens ``(n, L, C)``), ``NLC+k`` (``k``
         class/register tokens first, not shifted since GAP leaves them out). Needed for a
         plain module's token or channels-last layer; a Model's layers know theirs.
+    shard : (int, int), optional
+        Only the images ``[start, stop)``: one shard of a larger pass (a task on a Dask
+        cluster), whose batches start at ``start`` (pick it on a batch boundary of the
+        whole pass to get the same batches). The arrays then have ``stop - start`` rows,
+        the keys of ``skipped`` stay indices in ``images``, and a shard in which no image
+        could be read gives arrays without columns, ``(stop - start, 0)``, not an error.
 
     Returns
     -------
@@ -491,7 +498,10 @@ def gradient_pass(
         A softmax layer, a layer giving vectors (the logits), a target class out of range,
         a logit that does not depend on the layer; an output that does not fit the layer's
         layout, or whose layout is not known (:class:`rcvlab.features.hooks.LayoutError`,
-        naming ``layout=``).
+        naming ``layout=``); a shard outside the images.
+    DataError
+        No image, or (without ``shard``) no readable image; an unreadable image with
+        ``strict``.
     """
     spec = layer_spec(model, layer, layout)
     module = model.module if isinstance(model, Model) else model
@@ -510,6 +520,8 @@ def gradient_pass(
     n = int(data.shape[0]) if tensor_input else len(data)
     if n == 0:
         raise DataError("No images to compute gradients for.")
+    start, stop = (0, n) if shard is None else _check_shard(shard, n)
+    m = stop - start
     from rcvlab.features.extract import choose_device
 
     dev = data.device if tensor_input and device is None else choose_device(device)
@@ -518,16 +530,16 @@ def gradient_pass(
 
     grads: FloatArray | None = None
     feats: FloatArray | None = None
-    valid = np.zeros(n, dtype=bool)
+    valid = np.zeros(m, dtype=bool)
     skipped: dict[int, Skip] = {}
-    batches = [(i0, min(i0 + batch_size, n)) for i0 in range(0, n, batch_size)]
+    batches = [(i0, min(i0 + batch_size, stop)) for i0 in range(start, stop, batch_size)]
     with (
         borrowed(module, dev),
         _grad_mode(module),
         shift_hook(module, spec) as hook,
         # registered after the shift: it pools the shifted map, whose shift is 0
         capture(module, [spec], gap) as pooled,
-        progress_bar(progress, n, "gradients") as tick,
+        progress_bar(progress, m, "gradients") as tick,
     ):
         for i0, i1 in batches:
             if tensor_input:
@@ -542,16 +554,32 @@ def gradient_pass(
             g = _batch_gradient(module, hook, x, k, spec)
             f = pooled[spec.name].detach().double().cpu().numpy()
             if grads is None:
-                grads = np.full((n, g.shape[1]), np.nan, dtype=np.float64)
-                feats = np.full((n, f.shape[1]), np.nan, dtype=np.float64)
-            rows = np.asarray(ok, dtype=np.intp) + i0
+                grads = np.full((m, g.shape[1]), np.nan, dtype=np.float64)
+                feats = np.full((m, f.shape[1]), np.nan, dtype=np.float64)
+            rows = np.asarray(ok, dtype=np.intp) + (i0 - start)
             grads[rows] = g
             feats[rows] = f  # type: ignore[index]
             valid[rows] = True
             tick(i1 - i0)
     if grads is None or feats is None:
-        raise DataError("No image could be read.")
+        if shard is None:
+            raise DataError("No image could be read.")
+        grads, feats = np.empty((m, 0)), np.empty((m, 0))  # the other shards know d
     return GradientPass(grads, feats, valid, skipped)
+
+
+def _check_shard(shard: object, n: int) -> tuple[int, int]:
+    ok = (
+        isinstance(shard, tuple | list)
+        and len(shard) == 2
+        and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in shard)
+    )
+    if not ok or not 0 <= shard[0] < shard[1] <= n:  # type: ignore[index]
+        raise RcvlabError(
+            f"shard must be (start, stop) with 0 <= start < stop <= {n} (the images), "
+            f"got {shard!r}."
+        )
+    return int(shard[0]), int(shard[1])  # type: ignore[index]
 
 
 def _batch_gradient(
