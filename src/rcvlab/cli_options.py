@@ -138,8 +138,9 @@ OPTIONS: dict[str, Opt] = {
         dict(
             default=None,
             metavar="local:N",
-            help="Run extraction and fits on a Dask LocalCluster of N worker processes on this "
-            "machine (loopback only; one per GPU when CUDA is present). Needs rcvlab[dask].",
+            help="Run the command's work on a Dask LocalCluster of N worker processes on this "
+            "machine (loopback only; with CUDA each worker gets one device, cycling). Needs "
+            "rcvlab[dask].",
         ),
     ),
     "scheduler": Opt(

@@ -149,3 +149,25 @@ def test_layer_profile_guard_and_provenance():
     assert res.meta["data_fingerprint"] == data.fingerprint() and res.meta["seed"] == 0
     assert res.best_layer == "concept"
     assert all(s.n_floored >= 0 for s in res.profiles["model"])
+
+
+def test_bf16_profile_keeps_the_random_baseline_in_fp32_and_records_it(monkeypatch):
+    import rcvlab.analyses.profile as profile_module
+
+    net = Planted().eval()
+    imgs, y = planted_images(40)
+    data = ArrayImageSet(imgs, {"level": y}, classes=np.array(["a", "b"] * 20))
+    m = load_model(net, input_size=32, layers=["noise", "concept"], mean=(0, 0, 0), std=(1, 1, 1))
+    seen = []
+    real = profile_module.extract_features
+
+    def spy(model, data, **kw):
+        seen.append((model.weights, kw["precision"]))
+        return real(model, data, **kw)
+
+    monkeypatch.setattr(profile_module, "extract_features", spy)
+    res = layer_profile(m, data, measure="level", reps=2, seed=0, precision="bf16")
+    assert seen == [(m.weights, "bf16"), ("random", "fp32")]
+    assert res.meta["precision"] == "bf16" and res.meta["fit_device"] is None
+    back = type(res).from_json(res.to_json())
+    assert back.meta["precision"] == "bf16"

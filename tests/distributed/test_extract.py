@@ -274,3 +274,39 @@ def test_gpu_workers_match_cpu_features(model, images, reference, tmp_path):
     for k in ref:
         rel = np.linalg.norm(f[k] - ref[k]) / np.linalg.norm(ref[k])
         assert rel < 1e-3, (k, rel)
+
+
+def test_a_worker_that_cannot_see_the_images_says_so(model, tmp_path):
+    """Images at paths a worker cannot read (a missing mount) are one line naming a file,
+    not a shard of 'unreadable images' cached as such; run_shard is what a task runs."""
+    from PIL import Image
+
+    from rcvlab.data.base import FileImageSet
+    from rcvlab.distributed.extract import Job, probe_file, run_shard, write_job
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / "imgs" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(p)
+        paths.append(str(p))
+    images = FileImageSet(paths, {})
+    assert probe_file(images) == os.path.abspath(paths[0])
+    assert probe_file(ArrayImageSet([np.zeros((8, 8, 3), np.uint8)])) == ""
+    cache = tmp_path / "cache"
+    gone = Job(model, images, {"cache_dir": str(cache)}, "k2", str(tmp_path / "nowhere.png"))
+    path, token = write_job(cache / "k2", gone)
+    receipt = run_shard(str(path), token, 0, 2)
+    assert isinstance(receipt.error, RcvlabError)
+    assert "cannot read the images" in str(receipt.error)
+    assert "nowhere.png" in str(receipt.error) and "\n" not in str(receipt.error)
+    assert receipt.n_computed == 0 and not list((cache / "k2").glob("*.npz"))
+
+
+def test_a_cache_dir_with_a_tilde_is_the_home_folder(model, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    imgs = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    extract_features(model, imgs, layers=["features.2"], cache_dir="~/cache", batch_size=2)
+    assert list((tmp_path / "home" / "cache").rglob("*.npz"))
+    assert not (tmp_path / "~").exists()

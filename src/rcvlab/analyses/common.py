@@ -355,6 +355,7 @@ def features_by_class(
         "layer": layer,
         "measure": measure,
         "pooling": pooling,
+        "precision": precision,
         "data_source": data.source,
         "data_fingerprint": data.fingerprint(),
         "n_images": len(data),

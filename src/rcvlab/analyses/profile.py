@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from rcvlab.data.base import ImageSet
 from rcvlab.errors import RcvlabError
-from rcvlab.features.extract import FeatureSet, as_image_set, choose_device, extract_features
+from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
 from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_min_std, check_regressor
 from rcvlab.probe.profile import check_measure, check_split, check_split_options, probe_layers
@@ -46,6 +46,7 @@ def layer_profile(
     min_images: int = 10,
     precision: str = "fp32",
     client: Any = None,
+    fit_device: str | None = None,
 ) -> ProfileResult:
     """Profile how linearly ``measure`` is encoded in every layer of ``model``.
 
@@ -82,7 +83,11 @@ def layer_profile(
     command : str
         The command line recorded in ``meta``.
     precision : {"fp32", "bf16", "fp16"}
-        Precision of the forward passes (:func:`rcvlab.features.extract_features`).
+        Precision of the model's forward passes (:func:`rcvlab.features.extract_features`);
+        the random-weights baseline always runs in fp32. Recorded in ``meta``.
+    fit_device : str, optional
+        Run the ridge fits on this torch device (``"cuda"``: the batched kernel of
+        :func:`rcvlab.probe.probe_layers`); default NumPy on the CPU. Recorded in ``meta``.
     client : distributed.Client, optional
         Run the extractions (with ``cache_dir``) and the fits on this Dask cluster
         (:func:`rcvlab.open_client`); the profile equals the one-process profile.
@@ -139,11 +144,14 @@ def layer_profile(
         precision=precision,
         client=client,
     )
-    dev = choose_device(device)
     feats = extract_features(model, data, **kw)
     random_feats = None
     if "random" in baselines:
-        random_feats = extract_features(model.twin("random", seed), data, **kw)
+        # always float32: a random network's features vary so little between images that
+        # 16-bit rounding is of the order of their spread
+        random_feats = extract_features(
+            model.twin("random", seed), data, **{**kw, "precision": "fp32"}
+        )
     kept, no_positions = _layers_with_positions(feats, model)
     res = probe_layers(
         dict(feats),
@@ -161,8 +169,7 @@ def layer_profile(
         min_images=min_images,
         split=split,
         client=client,
-        # Ridge fits go where the extraction ran when that is a GPU of this process.
-        device=dev if client is None and dev.type == "cuda" else None,
+        device=fit_device,
     )
     skipped = skipped_items(data, feats)
     info = {
@@ -179,7 +186,9 @@ def layer_profile(
         weights=model.weights,
         measure=measure,
         data=info,
-        meta=provenance(command=command, seed=seed, data=data),
+        meta=provenance(
+            command=command, seed=seed, data=data, precision=precision, fit_device=fit_device
+        ),
         extra={
             **res.extra,
             "weights_id": model.weights_id,

@@ -215,7 +215,9 @@ def open_client(
                     f"`dask scheduler` and workers with `dask worker {address}`, or check "
                     "the address."
                 ) from None
-            client.register_plugin(_torch_threads_plugin(None), name=THREADS_PLUGIN)
+            # Nothing is registered on a cluster that is not ours (a plugin would outlive
+            # this command); its workers keep their own thread settings.
+            _wait_for_workers(client, 1, timeout, f"the Dask scheduler at {address}")
         else:
             devices = visible_devices()
             if gpus is None:
@@ -262,8 +264,20 @@ def open_client(
             # it gets its share of the cores; CPU workers the threads they compute with.
             torch_threads = max(1, (os.cpu_count() or 1) // n) if gpus else threads_per_worker
             client.register_plugin(_torch_threads_plugin(torch_threads), name=THREADS_PLUGIN)
-            client.wait_for_workers(n, timeout=max(timeout, 120.0))
+            _wait_for_workers(client, n, max(timeout, 120.0), "the local cluster")
         yield client
+
+
+def _wait_for_workers(client: Client, n: int, timeout: float, what: str) -> None:
+    """Wait until ``n`` workers are up; a one-line error after ``timeout`` seconds."""
+    try:
+        client.wait_for_workers(n, timeout=timeout)
+    except (TimeoutError, OSError):
+        have = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        raise RcvlabError(
+            f"{have} of {n} Dask worker(s) came up at {what} within {timeout:.0f} s; start "
+            "workers (`dask worker ADDRESS`) or ask for fewer (--cluster local:N)."
+        ) from None
 
 
 def _pre_spawn_environ() -> dict[str, str | None]:

@@ -26,6 +26,7 @@ import hashlib
 import math
 import os
 import pickle
+import socket
 import threading
 import time
 import uuid
@@ -86,6 +87,10 @@ class Job:
     images: ImageSet
     options: dict[str, Any]
     key: str
+    #: An image file the driver can read (absolute path), or "" when the images are not
+    #: files: a worker that cannot read it does not see the data and must say so rather
+    #: than list every image as unreadable (and cache them as such).
+    probe_file: str = ""
 
 
 # Per worker process: the job last loaded, by its token (a digest of its pickled bytes, so a
@@ -158,6 +163,12 @@ def run_shard(path: str, token: str, start: int, stop: int) -> Receipt:
 
     t0 = time.perf_counter()
     job = load_job(path, token)
+    if job.probe_file and not os.access(job.probe_file, os.R_OK):
+        err = RcvlabError(
+            f"Worker {socket.gethostname()} cannot read the images (e.g. {job.probe_file}); "
+            "every worker must see the data at the same absolute paths (a shared folder)."
+        )
+        return Receipt(start, stop, 0, 0, time.perf_counter() - t0, err)
     try:
         with _RUN_LOCK:
             fs = extract_features(job.model, job.images, shard=(start, stop), **job.options)
@@ -169,6 +180,14 @@ def run_shard(path: str, token: str, start: int, stop: int) -> Receipt:
             "between the driver and the workers?"
         )
     return Receipt(start, stop, fs.n_computed, len(fs.skipped), time.perf_counter() - t0)
+
+
+def probe_file(images: ImageSet) -> str:
+    """The absolute path of the first image of ``images`` that is a file here, or ""."""
+    for ident in images.ids[:64]:
+        if isinstance(ident, str) and os.path.isfile(ident):
+            return os.path.abspath(ident)
+    return ""
 
 
 def write_job(folder: Path, job: Job) -> tuple[Path, str]:
@@ -238,7 +257,7 @@ def cluster_runner(
             f"client must be a distributed.Client, got {type(client).__name__}; open one "
             "with rcvlab.distributed.open_client('local:N')."
         )
-    job = Job(model, images, {**options, "cache_dir": str(cache_dir)}, key)
+    job = Job(model, images, {**options, "cache_dir": str(cache_dir)}, key, probe_file(images))
     label = f"extract {model.name} ({model.weights}) on the cluster"
 
     def run(todo: list[tuple[int, int]], sink: object = None) -> int:

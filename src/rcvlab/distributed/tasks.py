@@ -272,6 +272,11 @@ def run_tasks(
         if earlier is not None:
             failed = earlier
         exc = futures[failed].exception()
+        if type(exc).__name__ == "KilledWorker":
+            raise RcvlabError(
+                f"Dask workers kept dying on task {failed} of {name} ({exc}); they may run "
+                "out of memory: use fewer workers or less data per task, and rerun."
+            ) from None
         if isinstance(exc, RcvlabError):
             raise exc.with_traceback(None) from None
         raise exc.with_traceback(futures[failed].traceback())  # a bug: its remote traceback

@@ -652,7 +652,9 @@ def extract_features(
             "several machines, a folder every worker sees)."
         )
     if cache_dir is not None:
-        check_cache_dir(cache_dir)
+        # expanded and absolute: "~" is a home folder, not a folder named "~", and workers
+        # of a cluster do not share the driver's working directory
+        cache_dir = check_cache_dir(cache_dir).resolve()
     images: ImageSet | BatchStream = BatchStream(data) if stream else as_image_set(data)  # type: ignore[arg-type]
     if isinstance(images, BatchStream):
         n, float_size = 0, images.size
