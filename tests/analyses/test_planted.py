@@ -171,3 +171,15 @@ def test_bf16_profile_keeps_the_random_baseline_in_fp32_and_records_it(monkeypat
     assert res.meta["precision"] == "bf16" and res.meta["fit_device"] is None
     back = type(res).from_json(res.to_json())
     assert back.meta["precision"] == "bf16"
+
+
+def test_a_fit_device_that_is_not_here_is_refused_before_the_extraction(monkeypatch):
+    import rcvlab.analyses.profile as profile_module
+
+    imgs, y = planted_images(20)
+    data = ArrayImageSet(imgs, {"level": y})
+    m = load_model(Planted().eval(), input_size=32, layers=["concept"], mean=(0,) * 3, std=(1,) * 3)
+    monkeypatch.setattr(profile_module, "extract_features", lambda *a, **k: pytest.fail("ran"))
+    for bad in ("bogus", "cuda:7"):
+        with pytest.raises(RcvlabError, match=bad):
+            layer_profile(m, data, measure="level", regressor="ridge", fit_device=bad)

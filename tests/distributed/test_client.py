@@ -172,3 +172,19 @@ def test_local_gpu_workers_see_one_device_each():
         assert {v[1] for v in seen.values()} == {1}
         workers = c.scheduler_info(n_workers=-1)["workers"].values()
         assert all(w["resources"] == {"GPU": 1} for w in workers)
+
+
+def test_every_client_parameter_refuses_what_is_not_a_client_before_any_work():
+    import numpy as np
+
+    from rcvlab.analyses.noise import noise_size
+    from rcvlab.distributed.tasks import Call, run_calls
+    from rcvlab.probe import probe_layers
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(RcvlabError, match=r"client must be a distributed\.Client, got str"):
+        probe_layers({"a": rng.standard_normal((30, 4))}, rng.standard_normal(30), client="x")
+    with pytest.raises(RcvlabError, match=r"got str"):
+        run_calls("x", [Call(print)], {})
+    with pytest.raises(RcvlabError, match=r"got int"):
+        noise_size("mobilenet_v2", weights="random", client=3)

@@ -324,6 +324,8 @@ def test_probe_layers_device_runs_the_batched_kernel_and_agrees():
         np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-12)
     with pytest.raises(RcvlabError, match="cuda:7"):
         probe_layers(feats, y, device="cuda:7", **kw)
+    with pytest.raises(RcvlabError, match="bogus"):
+        probe_layers(feats, y, device="bogus", **kw)
 
 
 @pytest.mark.gpu

@@ -11,8 +11,9 @@
 * :func:`analysis_meta`: the ``meta`` provenance of a result built from arrays;
 * :func:`frozen_array` / :func:`array_from_json`: read-only arrays, with JSON's ``null``
   read back as NaN;
-* :func:`row_shards` / :func:`run_shards`: an image pass (the resize sweep, the relevance
-  gradients) cut into batch-aligned shards that run as tasks on a Dask cluster.
+* :func:`row_shards`: an image pass (the resize sweep, the relevance gradients) cut into
+  batch-aligned shards that run as tasks on a Dask cluster
+  (:func:`rcvlab.distributed.tasks.run_calls`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; annotations are not evaluate
     from distributed import Client
     from typing_extensions import Unpack
 
-    from rcvlab.distributed.tasks import Call
 
 MIN_ROWS = 10
 """Fewest usable rows (images) an analysis accepts for one class."""
@@ -430,30 +430,6 @@ def class_features(
 # -- image passes on a Dask cluster ---------------------------------------------------------
 
 
-def check_client(client: Any) -> None:
-    """Raise one line unless ``client`` is None or a ``distributed.Client``.
-
-    Raises
-    ------
-    RcvlabError
-        Anything else (naming its type and how to open a client).
-    """
-    if client is not None and not (
-        hasattr(client, "submit")
-        and hasattr(client, "scatter")
-        and hasattr(client, "scheduler_info")
-    ):
-        raise RcvlabError(
-            f"client must be a distributed.Client, got {type(client).__name__}; open one with "
-            "rcvlab.distributed.open_client('local:N'), or pass None to run here."
-        )
-
-
-def n_workers(client: Client) -> int:
-    """Workers of ``client``'s cluster now (at least 1)."""
-    return max(len(client.scheduler_info(n_workers=-1).get("workers", {})), 1)
-
-
 def row_shards(client: Client | None, n: int, batch_size: int) -> list[tuple[int, int]]:
     """Rows ``[0, n)`` as the shards a per-shard function of an image pass is called on.
 
@@ -475,63 +451,10 @@ def row_shards(client: Client | None, n: int, batch_size: int) -> list[tuple[int
     """
     if client is None:
         return [(0, n)]
+    from rcvlab.distributed.client import n_workers
     from rcvlab.distributed.extract import plan_shards
 
     return plan_shards([(0, n)], batch_size, n_workers(client))
-
-
-def run_shards(
-    client: Client,
-    calls: Sequence[Call],
-    shared: Mapping[Any, Any],
-    *,
-    work: Sequence[int],
-    tick: Callable[[int], None],
-    name: str,
-) -> list[Any]:
-    """The calls of an image pass (one per shard) as tasks on ``client``'s cluster.
-
-    As :func:`rcvlab.distributed.tasks.run_calls`: ``shared`` (the model, the images) is
-    scattered once to every worker, each call is a task with one torch and one BLAS
-    thread, the results come back in the order of the calls and a user's error is the
-    first in that order, as one line. ``tick`` counts each call's work as soon as its task
-    returns (a progress bar advances while the pass runs; a task reports nothing before it
-    returns).
-
-    Parameters
-    ----------
-    client : distributed.Client
-    calls : sequence of Call
-        :class:`rcvlab.distributed.tasks.Shared` placeholders stand for ``shared[key]``
-        among a call's positional and keyword arguments (not nested in containers).
-    shared : mapping
-    work : sequence of int
-        The progress units of each call (images, or image evaluations).
-    tick : callable
-        ``tick(k)``: ``k`` more units done.
-    name : str
-        Prefix of the task keys.
-
-    Returns
-    -------
-    list
-        The results, in the order of ``calls``.
-    """
-    from rcvlab.distributed.tasks import Call, Shared, run_tasks, shared_inputs
-
-    def fill(value: Any, ref: Mapping[Any, Any]) -> Any:
-        return ref[value.key] if isinstance(value, Shared) else value
-
-    with shared_inputs(client, shared) as ref:
-        filled = [
-            Call(
-                c.fn,
-                tuple(fill(a, ref) for a in c.args),
-                {k: fill(v, ref) for k, v in c.kwargs.items()},
-            )
-            for c in calls
-        ]
-        return run_tasks(client, filled, name=name, on_done=lambda i: tick(work[i]))
 
 
 __all__ = [
@@ -543,7 +466,6 @@ __all__ = [
     "array_from_json",
     "available_classes",
     "check_classes",
-    "check_client",
     "check_int",
     "check_max_dims",
     "check_measure",
@@ -555,7 +477,5 @@ __all__ = [
     "class_features",
     "features_by_class",
     "frozen_array",
-    "n_workers",
     "row_shards",
-    "run_shards",
 ]

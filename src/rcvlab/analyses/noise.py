@@ -22,6 +22,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from rcvlab.analyses.common import check_int
+from rcvlab.distributed.client import check_client
 from rcvlab.distributed.tasks import Call, Shared, run_calls
 from rcvlab.errors import RcvlabError
 from rcvlab.features.extract import choose_device
@@ -425,6 +426,7 @@ def noise_size(
         alpha=alpha,
         seed=seed,
     )
+    check_client(client)
     if weights is not None and not isinstance(model, str):
         raise RcvlabError(
             f"weights={weights!r} applies to a model name only; this model is loaded with "

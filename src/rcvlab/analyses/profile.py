@@ -13,7 +13,13 @@ from rcvlab.errors import RcvlabError
 from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
 from rcvlab.models.registry import Model, as_model
 from rcvlab.probe.fit import check_min_std, check_regressor
-from rcvlab.probe.profile import check_measure, check_split, check_split_options, probe_layers
+from rcvlab.probe.profile import (
+    check_fit_device,
+    check_measure,
+    check_split,
+    check_split_options,
+    probe_layers,
+)
 from rcvlab.probe.result import ProfileResult
 from rcvlab.result import provenance
 
@@ -119,6 +125,7 @@ def layer_profile(
     check_regressor(regressor, alpha)
     check_split_options(reps, test_fraction, seed)
     check_min_std(min_std)
+    check_fit_device(fit_device)
     split = _resolve_split(split, per_class)
     if split is not None:
         check_split(split, True)  # the name; whether the data has classes is checked below

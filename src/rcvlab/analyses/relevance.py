@@ -38,9 +38,10 @@ import torch.nn as nn
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from rcvlab.analyses.common import check_client, check_int, n_workers, row_shards, run_shards
+from rcvlab.analyses.common import check_int, row_shards
 from rcvlab.data.base import ImageSet
-from rcvlab.distributed.tasks import Call, Shared
+from rcvlab.distributed.client import check_client, n_workers
+from rcvlab.distributed.tasks import Call, Shared, run_calls
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.extract import as_image_set, choose_device
 from rcvlab.models.layers import LayerSpec
@@ -832,13 +833,13 @@ def relevance(
             for i0, i1 in shards
         ]
         with progress_bar(progress, m, "gradients") as tick:
-            parts = run_shards(
+            work = [i1 - i0 for i0, i1 in shards]
+            parts = run_calls(
                 client,
                 calls,
                 {"model": model, "data": used},
-                work=[i1 - i0 for i0, i1 in shards],
-                tick=tick,
                 name="rcvlab-relevance",
+                on_done=lambda i: tick(work[i]),
             )
     d = max(p.features.shape[1] for p in parts)  # 0 in a shard without a readable image
     if d == 0:

@@ -40,9 +40,10 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from rcvlab.analyses.common import check_client, check_int, n_workers, row_shards, run_shards
+from rcvlab.analyses.common import check_int, row_shards
 from rcvlab.data.base import ImageSet, Skip
-from rcvlab.distributed.tasks import Call, Shared
+from rcvlab.distributed.client import check_client, n_workers
+from rcvlab.distributed.tasks import Call, Shared, run_calls
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.models.registry import RESAMPLE, Model, load_model
 from rcvlab.models.state import borrowed
@@ -812,13 +813,13 @@ def resize_sweep(
                 Call(sweep_shard, (Shared("model"), Shared("data"), labels[a:b], a, b), opts)
                 for a, b in shards
             ]
-            parts = run_shards(
+            work = [(b - a) * ni * ns for a, b in shards]
+            parts = run_calls(
                 client,
                 calls,
                 {"model": model, "data": data},
-                work=[(b - a) * ni * ns for a, b in shards],
-                tick=tick,
                 name="rcvlab-resize",
+                on_done=lambda i: tick(work[i]),
             )
     p = np.concatenate([s.p for s in parts], axis=2)
     top1 = np.concatenate([s.top1 for s in parts], axis=2)

@@ -32,6 +32,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from rcvlab.analyses.heads import Variant, finetune_network, train_head
 from rcvlab.data.base import ImageSet
+from rcvlab.distributed.client import check_client
 from rcvlab.distributed.tasks import Call, Shared, run_calls
 from rcvlab.errors import DataError, RcvlabError
 from rcvlab.features.extract import extract_features
@@ -586,6 +587,7 @@ def transfer(
         feature_batch_size=feature_batch_size,
         device=device,
     )
+    check_client(client)
     if isinstance(variants, str):
         variants = [v for v in variants.split(",") if v.strip()]
     if not variants:

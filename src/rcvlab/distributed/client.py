@@ -305,6 +305,30 @@ def _memory_limit(memory_limit: str | int | None, n: int) -> int | str | None:
     return int(MEMORY_LIMIT // max(n, 1))
 
 
+def check_client(client: Any) -> None:
+    """Raise one line unless ``client`` is None or a ``distributed.Client``.
+
+    Raises
+    ------
+    RcvlabError
+        Anything else (naming its type and how to open a client).
+    """
+    if client is not None and not (
+        hasattr(client, "submit")
+        and hasattr(client, "scatter")
+        and hasattr(client, "scheduler_info")
+    ):
+        raise RcvlabError(
+            f"client must be a distributed.Client, got {type(client).__name__}; open one with "
+            "rcvlab.distributed.open_client('local:N'), or pass None to run here."
+        )
+
+
+def n_workers(client: Client) -> int:
+    """Workers of ``client``'s cluster now (at least 1)."""
+    return max(len(client.scheduler_info(n_workers=-1).get("workers", {})), 1)
+
+
 def has_gpu_workers(client: Client) -> bool:
     """Whether any worker of ``client``'s cluster offers the Dask resource ``GPU``."""
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
@@ -314,9 +338,11 @@ def has_gpu_workers(client: Client) -> bool:
 __all__ = [
     "MISSING_DASK",
     "THREADS_PLUGIN",
+    "check_client",
     "check_dask",
     "check_scheduler",
     "has_gpu_workers",
+    "n_workers",
     "open_client",
     "parse_cluster",
     "visible_devices",

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rcvlab.distributed.client import has_gpu_workers
+from rcvlab.distributed.client import check_client, has_gpu_workers, n_workers
 from rcvlab.errors import RcvlabError
 from rcvlab.progress import progress_bar
 
@@ -252,11 +252,7 @@ def cluster_runner(
     progress : bool or callable
         As for ``extract_features``; ticked by images as shards finish.
     """
-    if not hasattr(client, "submit") or not hasattr(client, "scheduler_info"):
-        raise RcvlabError(
-            f"client must be a distributed.Client, got {type(client).__name__}; open one "
-            "with rcvlab.distributed.open_client('local:N')."
-        )
+    check_client(client)
     job = Job(model, images, {**options, "cache_dir": str(cache_dir)}, key, probe_file(images))
     label = f"extract {model.name} ({model.weights}) on the cluster"
 
@@ -266,8 +262,7 @@ def cluster_runner(
         total = sum(b - a for a, b in todo)
         if not total:
             return 0
-        n_workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-        shards = plan_shards(todo, batch_size, n_workers)
+        shards = plan_shards(todo, batch_size, n_workers(client))
         device = options.get("device")
         on_gpu = str(device if device is not None else "").split(":")[0] != "cpu"
         resources = {"GPU": 1} if on_gpu and has_gpu_workers(client) else None

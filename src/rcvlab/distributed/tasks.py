@@ -109,6 +109,7 @@ def run_calls(
     shared: Mapping[Hashable, Any],
     *,
     name: str = "rcvlab-task",
+    on_done: Callable[[int], None] | None = None,
 ) -> list[Any]:
     """Run ``calls`` here, one after the other, or as tasks on ``client``'s cluster.
 
@@ -125,6 +126,8 @@ def run_calls(
         The large inputs the calls share.
     name : str
         Prefix of the task keys.
+    on_done : callable, optional
+        ``on_done(i)`` once call ``i`` has returned (as :func:`run_tasks`; in order here).
 
     Returns
     -------
@@ -132,10 +135,18 @@ def run_calls(
         The results, in the order of ``calls``.
     """
     if client is None:
-        return [c.fn(*_fill(c.args, shared), **_fill_kw(c.kwargs, shared)) for c in calls]
+        out: list[Any] = []
+        for i, c in enumerate(calls):
+            out.append(c.fn(*_fill(c.args, shared), **_fill_kw(c.kwargs, shared)))
+            if on_done is not None:
+                on_done(i)
+        return out
+    from rcvlab.distributed.client import check_client
+
+    check_client(client)
     with shared_inputs(client, shared) as ref:
         filled = [Call(c.fn, _fill(c.args, ref), _fill_kw(c.kwargs, ref)) for c in calls]
-        return run_tasks(client, filled, name=name)
+        return run_tasks(client, filled, name=name, on_done=on_done)
 
 
 def _fill(args: Sequence[Any], ref: Mapping[Hashable, Any]) -> tuple[Any, ...]:

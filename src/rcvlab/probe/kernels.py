@@ -680,7 +680,10 @@ def torch_device_available(device: Any) -> bool:
     """
     import torch
 
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):  # not a device name at all
+        return False
     if dev.type == "cpu":
         return True
     if dev.type == "cuda":

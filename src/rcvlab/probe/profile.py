@@ -93,6 +93,20 @@ def check_split(split: str | None, has_classes: bool) -> str:
     return split
 
 
+def check_fit_device(device: Any) -> None:
+    """Raise one line unless ``device`` is None or a torch device usable here for the fits.
+
+    Raises
+    ------
+    RcvlabError
+        A device name torch does not know, or one this machine does not have.
+    """
+    if device is not None and not torch_device_available(device):
+        raise RcvlabError(
+            f"Device {str(device)!r} is not available here for the fits; use 'cpu' or leave it out."
+        )
+
+
 def check_measure(
     y: ArrayLike,
     classes: ArrayLike | None = None,
@@ -276,11 +290,11 @@ def probe_layers(
     """
     reg, a = check_regressor(regressor, alpha)
     reps = check_split_options(reps, test_fraction, seed)
-    if device is not None and not torch_device_available(device):
-        raise RcvlabError(
-            f"Device {str(device)!r} is not available here for the fits; use 'cpu' or leave "
-            "device out."
-        )
+    if client is not None:
+        from rcvlab.distributed.client import check_client
+
+        check_client(client)
+    check_fit_device(device)
     floor = check_min_std(min_std)
     min_images = check_min_images(min_images)
     split = check_split(split, classes is not None)
@@ -716,6 +730,7 @@ def _n_cpus() -> int:
 
 __all__ = [
     "SPLITS",
+    "check_fit_device",
     "check_measure",
     "check_min_images",
     "check_names",
