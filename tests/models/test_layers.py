@@ -3,6 +3,8 @@ import pytest
 from rcvlab import UnknownNameError, layer_dims, load_model
 
 INCEPTION_DIMS = {
+    "conv2d_3": 64,
+    "conv2d_5": 192,
     "mixed0": 256,
     "mixed1": 288,
     "mixed2": 288,
@@ -30,6 +32,74 @@ def test_inception_v3_layer_names_and_dims_match_method():
     assert layer_dims(m, input_size=75) == INCEPTION_DIMS
     assert m.resolve(["mixed8"])[0].module == "Mixed_7a"
     assert m.resolve(["mixed0"])[0].module == "Mixed_5b"
+    assert m.resolve(["conv2d_3"])[0].module == "Conv2d_2b_3x3.conv"
+    assert m.resolve(["conv2d_5"])[0].module == "Conv2d_4a_3x3.conv"
+
+
+# keras.applications.inception_v3, the stem before mixed0: conv2d_bn(filters, rows, cols,
+# strides, padding) in source order; Keras 2.2 names each Conv2D conv2d_1, conv2d_2, ...
+KERAS_STEM = [
+    (32, 3, 2, "valid"),
+    (32, 3, 1, "valid"),
+    (64, 3, 1, "same"),
+    (80, 1, 1, "valid"),
+    (192, 3, 1, "valid"),
+]
+
+
+@pytest.mark.slow
+def test_keras_stem_numbering_matches_torchvision_convolutions():
+    import torch.nn as nn
+
+    from rcvlab.models.layers import KERAS_INCEPTION_STEM, PAPER004_LAYERS
+
+    m = load_model("inception_v3", "random")
+    assert list(KERAS_INCEPTION_STEM) == [f"conv2d_{k}" for k in range(1, 6)]
+    for (filters, k, stride, pad), block in zip(
+        KERAS_STEM, KERAS_INCEPTION_STEM.values(), strict=True
+    ):
+        conv = m.module.get_submodule(f"{block}.conv")
+        assert isinstance(conv, nn.Conv2d) and conv.bias is None  # BN follows it
+        assert conv.out_channels == filters and conv.kernel_size == (k, k)
+        assert conv.stride == (stride, stride)
+        assert conv.padding == ((k // 2, k // 2) if pad == "same" else (0, 0))
+    assert set(PAPER004_LAYERS) <= set(m.layers)
+    notes = {s.name: s.note for s in m.layer_specs}
+    assert "Conv2d_2b_3x3.conv" in notes["conv2d_3"] and "before its BatchNorm" in notes["conv2d_3"]
+    assert "mixed6e" in notes["mixed6"] and "mixed7a" in notes["mixed7"]
+
+
+@pytest.mark.slow
+def test_conv2d_3_is_the_convolution_before_batchnorm():
+    import numpy as np
+    import torch
+
+    from rcvlab.features.extract import extract_features
+
+    m = load_model("inception_v3", "random", input_size=75)
+    x = torch.rand(2, 3, 75, 75)
+    seen = {}
+    block = m.module.Conv2d_2b_3x3
+    hooks = [
+        block.conv.register_forward_hook(lambda _m, _i, y: seen.setdefault("conv", y)),
+        block.register_forward_hook(lambda _m, _i, y: seen.setdefault("block", y)),
+    ]
+    try:
+        with torch.no_grad():
+            m.module.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    got = extract_features(m, x, ["conv2d_3"])["conv2d_3"]
+    np.testing.assert_allclose(got, seen["conv"].mean(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    # the block's output (after BN and ReLU) is something else
+    assert not np.allclose(got, seen["block"].mean(dim=(2, 3)).numpy(), atol=1e-3)
+
+
+def test_existing_inception_cache_keys_are_unchanged():
+    m = load_model("inception_v3", "random")
+    assert m.resolve(["mixed0"])[0].key() == ("mixed0", "Mixed_5b", "output")
+    assert m.resolve(["softmax"])[0].key() == ("softmax", "fc", "softmax")
 
 
 def test_resnet50_layer_names_and_dims_match_method():

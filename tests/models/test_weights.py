@@ -79,7 +79,7 @@ def test_resnet50_imagenet_path_and_state_dict_file(torch_home, tmp_path):
 
 
 def test_bad_weights_files(tmp_path):
-    with pytest.raises(WeightsError, match="must be 'imagenet', 'random' or an existing"):
+    with pytest.raises(WeightsError, match="'random', 'random-xavier' or an existing"):
         load_model("resnet50", str(tmp_path / "nope.pt"))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")

@@ -159,6 +159,10 @@ def capture(
                         store(spec, lambda t: torch.softmax(t.float(), dim=-1))
                     )
                 )
+            elif spec.kind == "sigmoid":
+                handles.append(
+                    target.register_forward_hook(store(spec, lambda t: torch.sigmoid(t.float())))
+                )
             elif spec.kind == "residual_sum":
                 if not linear:
                     raise RcvlabError(

@@ -12,6 +12,8 @@ A :class:`LayerSpec` says *where* a layer's output is read:
     the probe uses, and it leaves the network untouched.
 ``softmax``
     the softmax of the output of ``module`` (the logits).
+``sigmoid``
+    the sigmoid of the output of ``module`` (a single-logit head, :mod:`rcvlab.models.heads`).
 
 A spec's ``layout`` says how its output is laid out, so that pooling averages the right
 axes (timm's Swin stages give ``(N, H, W, C)``, ViT blocks ``(N, T, C)`` tokens):
@@ -45,7 +47,7 @@ import torch.nn as nn
 from rcvlab.errors import RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.models.state import borrowed, module_device
 
-Kind = Literal["output", "residual_sum", "softmax"]
+Kind = Literal["output", "residual_sum", "softmax", "sigmoid"]
 Layout = Literal["NCHW", "NHWC", "NLC", "NC"]
 #: The layouts a layer can be declared with (``NLC+k``: tokens with ``k`` prefix tokens).
 LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC", "NLC", "NC")
@@ -63,7 +65,7 @@ class LayerSpec:
         The layer's rcvlab name (``mixed8``, ``add15``, ``block4a``, ``features.3`` ...).
     module : str
         Dotted module path in the PyTorch model.
-    kind : {"output", "residual_sum", "softmax"}
+    kind : {"output", "residual_sum", "softmax", "sigmoid"}
         How the value is read (see the module docstring).
     note : str
         What the name means in the source framework (shown by ``rcvlab layers``).
@@ -107,8 +109,40 @@ class LayerSpec:
         return (*base, self.layout_label, callable_id(self.reshape))
 
 
+#: Keras InceptionV3's stem convolutions (``keras.applications.inception_v3``, Keras 2.2
+#: numbering from 1, as the papers' code ran) and the torchvision ``BasicConv2d`` each is:
+#: Keras ``conv2d_k`` is the ``Conv2D`` alone, before its ``BatchNormalization`` and ReLU,
+#: which is torchvision's ``<block>.conv``. ``conv2d_6`` onwards are inside ``mixed0``.
+KERAS_INCEPTION_STEM: dict[str, str] = {
+    "conv2d_1": "Conv2d_1a_3x3",
+    "conv2d_2": "Conv2d_2a_3x3",
+    "conv2d_3": "Conv2d_2b_3x3",
+    "conv2d_4": "Conv2d_3b_1x1",
+    "conv2d_5": "Conv2d_4a_3x3",
+}
+#: The six depths of paper 004's texture RCVs (its code's Keras layer names, METHOD.md §7).
+PAPER004_LAYERS: tuple[str, ...] = ("conv2d_3", "conv2d_5", "mixed0", "mixed3", "mixed6", "mixed7")
+#: Stem convolutions offered as InceptionV3 layers (the two paper 004 probes).
+_STEM_LAYERS = ("conv2d_3", "conv2d_5")
+
+
 def inception_v3_layers() -> list[LayerSpec]:
-    """The papers' Keras names for torchvision's InceptionV3 (METHOD.md §2)."""
+    """The papers' Keras names for torchvision's InceptionV3 (METHOD.md §2).
+
+    ``conv2d_3`` and ``conv2d_5`` (Keras' 3rd and 5th convolutions, before their
+    BatchNorm: torchvision ``Conv2d_2b_3x3.conv`` and ``Conv2d_4a_3x3.conv``, see
+    :data:`KERAS_INCEPTION_STEM`), then ``mixed0 … mixed10`` = ``Mixed_5b … Mixed_7c``,
+    then the logits and the softmax.
+    """
+    stem = [
+        LayerSpec(
+            k,
+            f"{KERAS_INCEPTION_STEM[k]}.conv",
+            note=f"Keras {k} = torchvision {KERAS_INCEPTION_STEM[k]}.conv (conv before its "
+            "BatchNorm; Keras conv2d_1..5 = Conv2d_1a, 2a, 2b, 3b, 4a)",
+        )
+        for k in _STEM_LAYERS
+    ]
     tv = [
         "Mixed_5b",
         "Mixed_5c",
@@ -122,11 +156,15 @@ def inception_v3_layers() -> list[LayerSpec]:
         "Mixed_7b",
         "Mixed_7c",
     ]
+    # paper 004's Figure 3 labels Keras mixed6 and mixed7 by Inception-v3 paper block names
+    fig3 = {
+        i: f" (paper 004's Figure 3 label: {lab})" for i, lab in ((6, "mixed6e"), (7, "mixed7a"))
+    }
     specs = [
-        LayerSpec(f"mixed{i}", m, note=f"Keras mixed{i} = torchvision {m}")
+        LayerSpec(f"mixed{i}", m, note=f"Keras mixed{i} = torchvision {m}{fig3.get(i, '')}")
         for i, m in enumerate(tv)
     ]
-    return [*specs, *_head("fc")]
+    return [*stem, *specs, *_head("fc")]
 
 
 def resnet50_layers() -> list[LayerSpec]:
@@ -244,7 +282,7 @@ def with_layouts(
     out = []
     for s in specs:
         lay = layout.get(s.name) if isinstance(layout, Mapping) else layout
-        if lay is not None and not (isinstance(layout, str) and s.kind == "softmax"):
+        if lay is not None and not (isinstance(layout, str) and s.kind in ("softmax", "sigmoid")):
             kind, k = parse_layout(lay, s.name)
             if k is None:
                 k = s.prefix_tokens if s.layout == "NLC" else prefix_tokens
@@ -462,7 +500,9 @@ def resolve_layers(
 
 
 __all__ = [
+    "KERAS_INCEPTION_STEM",
     "LAYOUTS",
+    "PAPER004_LAYERS",
     "LayerLayout",
     "LayerSpec",
     "Layout",

@@ -14,6 +14,7 @@ import torch.nn as nn
 from PIL import Image
 
 from rcvlab.errors import RcvlabError, UnknownNameError, WeightsError, did_you_mean
+from rcvlab.models import heads
 from rcvlab.models import weights as W
 from rcvlab.models.layers import (
     LayerLayout,
@@ -29,6 +30,9 @@ from rcvlab.models.layers import (
     with_layouts,
 )
 
+#: Seeded random weights: the architecture's own initialisation, or Xavier-uniform
+#: convolution and linear weights with zero biases (:func:`rcvlab.models.weights.xavier_init`).
+RANDOM_WEIGHTS = ("random", "random-xavier")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: PIL resampling filters by name (the preprocessing's ``interpolation``).
@@ -118,11 +122,11 @@ class Model:
         The named layers in network order (``layers`` gives their names).
     preprocessing : Preprocessing
     weights : str
-        ``imagenet``, ``random``, a path, or ``custom``.
+        ``imagenet``, ``random``, ``random-xavier``, a path, ``finetuned`` or ``custom``.
     weights_id : str
         What identifies the weights in cache keys (file digest, seed, ...).
     seed : int
-        Seed of the random initialisation (``weights="random"``).
+        Seed of the random initialisation (``weights="random"`` / ``"random-xavier"``).
     categories : tuple of str
         Class names of the classifier output, when known.
     module_layouts : tuple of (str, layout, prefix_tokens)
@@ -132,6 +136,9 @@ class Model:
     prefix_tokens : int
         Class/register tokens in front of the model's token sequences (timm's
         ``num_prefix_tokens``), used for a layer declared plain ``NLC``.
+    builder : callable, optional
+        ``builder(weights, seed) -> Model``: the same architecture with other weights, for
+        :meth:`twin` (set by :func:`load_model`; None for user modules).
     """
 
     name: str
@@ -144,7 +151,7 @@ class Model:
     categories: tuple[str, ...] = ()
     module_layouts: tuple[tuple[str, str | None, int], ...] = field(default=(), compare=False)
     prefix_tokens: int = 0
-    _builder: Callable[[str, int], Model] | None = field(default=None, repr=False, compare=False)
+    builder: Callable[[str, int], Model] | None = field(default=None, repr=False, compare=False)
 
     @property
     def layers(self) -> list[str]:
@@ -183,22 +190,26 @@ class Model:
     def twin(self, weights: str = "random", seed: int | None = None) -> Model:
         """The same architecture with other weights (the random-weights baseline)."""
         seed = self.seed if seed is None else seed
-        if self._builder is not None:
-            return self._builder(weights, seed)
-        if weights != "random":
-            raise WeightsError("Only weights='random' can be made for a custom module.")
+        if self.builder is not None:
+            return self.builder(weights, seed)
+        if weights not in RANDOM_WEIGHTS:
+            raise WeightsError(
+                "Only weights='random' or 'random-xavier' can be made for a custom module."
+            )
         module = copy.deepcopy(self.module)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for m in module.modules():
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
+        if weights == "random-xavier":
+            W.xavier_init(module, seed)
         return replace(
             self,
             module=module.eval(),
-            weights="random",
+            weights=weights,
             # the source's digest keeps twins of different custom networks apart in the cache
-            weights_id=f"random:{seed}:{self.weights_id}",
+            weights_id=f"{weights}:{seed}:{self.weights_id}",
             seed=seed,
         )
 
@@ -356,9 +367,15 @@ def load_model(
     name : str or torch.nn.Module
         A registered name (see :func:`available_models`), ``timm:ARCH``, or a module of your
         own (then ``layers`` are dotted module paths and ``input_size`` is required).
-    weights : {"imagenet", "random"} or path
+    weights : {"imagenet", "random", "random-xavier"} or path
         ``imagenet`` loads the ImageNet checkpoint from disk (never downloads), ``random``
-        the architecture's own initialisation seeded with ``seed``, a path a state dict.
+        the architecture's own initialisation seeded with ``seed``, ``random-xavier`` the
+        paper's random network (every convolution and linear weight Xavier-uniform from a
+        generator seeded with ``seed``, biases zero, BatchNorm at its defaults; see
+        :func:`rcvlab.models.weights.xavier_init`), a path a state dict or a file of
+        :func:`save_weights` (its single-logit head is rebuilt, and its input size used
+        unless ``input_size`` is given). For a module of your own, a path loads into a
+        copy of it.
     seed : int
         Seed of the random initialisation.
     layers : sequence of str, optional
@@ -384,6 +401,9 @@ def load_model(
         if input_size is None:
             raise RcvlabError("Pass input_size=... for a custom torch.nn.Module.")
         module = name  # left in its own mode: rcvlab's passes borrow it in eval mode
+        saved = _custom_weights(module, weights)
+        if saved is not None:
+            module, path, positive = saved
         specs = [LayerSpec(p, p) for p in layers] if layers else discover_layers(module)
         model = Model(
             "custom",
@@ -395,17 +415,42 @@ def load_model(
             seed,
         )
         specs = model.resolve([s.name for s in specs]) if layers else specs
-        return replace(model, layer_specs=tuple(with_layouts(specs, layout, reshape)))
+        specs = with_layouts(specs, layout, reshape)
+        if saved is not None and path is not None:
+            specs = list(heads.binary_specs(specs, path, positive))
+            model = replace(model, categories=(positive,))
+        return replace(model, layer_specs=tuple(specs))
     weights = os.fspath(weights)
-    if weights not in ("imagenet", "random") and not Path(weights).is_file():
+    if weights not in ("imagenet", *RANDOM_WEIGHTS) and not Path(weights).is_file():
         raise WeightsError(
-            f"weights must be 'imagenet', 'random' or an existing state-dict file; got '{weights}'."
+            "weights must be 'imagenet', 'random', 'random-xavier' or an existing weights "
+            f"file; got '{weights}'."
         )
+    header: dict | None = None
+    state: dict[str, torch.Tensor] = {}
+    if weights not in ("imagenet", *RANDOM_WEIGHTS):
+        state, header = W.read_weights(weights)
+        if header is not None and header.get("architecture") != name:
+            arch = header.get("architecture")
+            if arch == "custom":
+                raise WeightsError(
+                    f"{weights} holds weights of a custom module, not {name}; load them with "
+                    "rcvlab.load_model(module, path, input_size=...)."
+                )
+            raise WeightsError(
+                f"{weights} holds weights for {arch}, not {name}; pass --model {arch}."
+            )
+    # random-xavier and rcvlab's own files start from the seeded architecture
+    build = (
+        weights
+        if weights == "imagenet" or (weights != "random-xavier" and not header)
+        else "random"
+    )
     if name.startswith("timm:"):
         arch = name[5:]
-        module, wid = _timm(arch, weights, seed)
+        module, wid = _timm(arch, build, seed)
         cfg = getattr(module, "pretrained_cfg", {}) or {}
-        size = int(input_size or cfg.get("input_size", (3, 224, 224))[-1])
+        size = int(input_size or _saved_size(header) or cfg.get("input_size", (3, 224, 224))[-1])
         pre = Preprocessing(
             size,
             tuple(cfg.get("mean", mean)),
@@ -427,13 +472,22 @@ def load_model(
                 f"{', '.join(REGISTRY)}, or timm:NAME. See `rcvlab models`."
             )
         entry = REGISTRY[name]
-        module, wid = entry.build(weights, seed)
+        module, wid = entry.build(build, seed)
         pre = entry.preprocessing
-        if input_size is not None:
-            pre = replace(pre, input_size=int(input_size))
+        size = input_size or _saved_size(header)
+        if size is not None:
+            pre = replace(pre, input_size=int(size))
         specs = entry.layers(module)
         cats = _imagenet_categories()
         extra = {}
+    if weights == "random-xavier":
+        W.xavier_init(module, seed)
+        wid = f"random-xavier:{seed}"
+    head_path = None
+    if header is not None:
+        head_path = _saved_head(module, name, header, seed)
+        W.load_into(module, _strip_aux(state), weights)
+        wid = f"file:{W.file_digest(weights)}"
     module.eval()
     specs = with_layouts(specs, layout, reshape, prefix_tokens=extra.get("prefix_tokens", 0))
 
@@ -449,9 +503,106 @@ def load_model(
             reshape=reshape,
         )
 
+    rebuild: Callable[[str, int], Model] = builder
+    if head_path is not None:
+        positive = _positive(header)
+        specs = list(heads.binary_specs(specs, head_path, positive))
+        cats = (positive,)
+        rebuild = heads.binary_builder(builder, positive, head_path)
     return Model(
-        name, module, tuple(specs), pre, weights, wid, seed, cats, _builder=builder, **extra
+        name, module, tuple(specs), pre, weights, wid, seed, cats, builder=rebuild, **extra
     )
+
+
+def _saved_size(header: Mapping[str, object] | None) -> int | None:
+    size = None if header is None else header.get("input_size")
+    return int(size) if isinstance(size, int) else None
+
+
+def _positive(header: Mapping[str, object] | None) -> str:
+    head = (header or {}).get("head") or {}
+    return str(head.get("positive") or "positive")  # type: ignore[union-attr]
+
+
+def _saved_head(
+    module: nn.Module, name: str, header: Mapping[str, object], seed: int
+) -> str | None:
+    """Rebuild a saved single-logit head in ``module``; its path (None: the classifier kept)."""
+    head = header.get("head") or {}
+    if not isinstance(head, Mapping) or head.get("outputs") != 1:
+        return None
+    path = heads.classifier_path(module, name, head.get("module") or None)
+    heads.replace_classifier(module, path, seed)
+    return path
+
+
+def _custom_weights(
+    module: nn.Module, weights: str | os.PathLike[str]
+) -> tuple[nn.Module, str | None, str] | None:
+    """A copy of a user's module with a weights file loaded (its single-logit head rebuilt
+    first for a file of :func:`save_weights`); None when ``weights`` is not a file path."""
+    w = os.fspath(weights)
+    if w in ("imagenet", "custom", *RANDOM_WEIGHTS):
+        return None
+    state, header = W.read_weights(w)
+    module = copy.deepcopy(module)
+    path = None
+    if header is not None:
+        if header.get("architecture") not in ("custom", None):
+            arch = header.get("architecture")
+            raise WeightsError(
+                f"{w} holds weights for {arch}, not a custom module; pass --model {arch}."
+            )
+        path = _saved_head(module, "custom", header, 0)
+    W.load_into(module, state, w)
+    return module, path, _positive(header)
+
+
+def save_weights(model: Model, path: str | os.PathLike[str]) -> Path:
+    """Write ``model``'s weights to ``path`` so that ``load_model(model.name, path)`` (CLI
+    ``--weights PATH``) rebuilds the same network, single-logit head included.
+
+    The file (written atomically with ``torch.save``) is a dict: ``format`` (the marker
+    ``"rcvlab-weights"``), ``version``, ``architecture`` (the registry name, ``custom``
+    for a user's module), ``head`` (``outputs``: 1 for a single-logit head, else the
+    number of classes or None; ``positive``: the class of the single logit; ``module``:
+    the classifier's dotted path), ``input_size`` and ``state_dict`` (CPU tensors). A
+    file of a user's module loads with ``load_model(module, path, input_size=...)``;
+    ``torch.load(path)["state_dict"]`` is a plain state dict.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    RcvlabError
+        ``model`` is not a Model; :class:`~rcvlab.errors.OutputError` if the file cannot
+        be written.
+    """
+    from rcvlab.runio import write_torch
+
+    if not isinstance(model, Model):
+        raise RcvlabError(
+            f"save_weights takes a Model from rcvlab.load_model, got {type(model).__name__}."
+        )
+    binary = heads.is_binary(model)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.module.state_dict().items()}
+    obj = {
+        "format": W.WEIGHTS_FORMAT,
+        "version": W.WEIGHTS_VERSION,
+        "architecture": model.name,
+        "head": {
+            "outputs": 1 if binary else (len(model.categories) or None),
+            "positive": model.categories[0] if binary else None,
+            "module": heads.head_module(model),
+        },
+        "input_size": int(model.input_size),
+        "state_dict": state,
+    }
+    write_torch(path, obj)
+    return Path(path)
 
 
 _LAYOUTS: dict[tuple[str, int], dict[str, LayerLayout]] = {}
@@ -492,4 +643,5 @@ __all__ = [
     "as_model",
     "available_models",
     "load_model",
+    "save_weights",
 ]

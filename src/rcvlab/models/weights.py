@@ -94,6 +94,63 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     return dict(obj)
 
 
+#: The format marker of the files :func:`rcvlab.models.save_weights` writes.
+WEIGHTS_FORMAT = "rcvlab-weights"
+WEIGHTS_VERSION = 1
+
+
+def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """A weights file's state dict and, for a file written by ``save_weights``, its header.
+
+    Returns
+    -------
+    (state, header)
+        ``header`` is None for a plain state dict (or a checkpoint dict holding one);
+        otherwise the file's dict without its ``state_dict``: ``format``, ``version``,
+        ``architecture``, ``head`` (``outputs``, ``positive``, ``module``), ``input_size``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"Weights file not found: {p}. Pass an existing state-dict file.")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad pickle/zip
+        raise WeightsError(f"Cannot read weights file {p}: {type(e).__name__}: {e}") from e
+    if isinstance(obj, Mapping) and obj.get("format") == WEIGHTS_FORMAT:
+        state = obj.get("state_dict")
+        if not isinstance(state, Mapping) or not all(
+            isinstance(v, torch.Tensor) for v in state.values()
+        ):
+            raise WeightsError(f"{p} is an rcvlab weights file without a valid state dict.")
+        return dict(state), {k: v for k, v in obj.items() if k != "state_dict"}
+    return load_state_dict_file(p), None
+
+
+def xavier_init(module: nn.Module, seed: int) -> None:
+    """Xavier-uniform weights for every convolution and linear layer, zero biases.
+
+    Weights are drawn in module order from one ``torch.Generator`` seeded with ``seed``
+    (the global RNG is not used) on ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``
+    with PyTorch's fans (``fan_in = in_channels / groups * kernel area``, ``fan_out =
+    out_channels * kernel area``); BatchNorm layers are reset to their defaults (weight 1,
+    bias 0, running mean 0, running variance 1). Keras' ``glorot_uniform`` (the paper's
+    random network) uses the same bound for dense and ordinary convolutions. Other
+    parameters (a ViT's position embedding, ...) keep the architecture's own seeded values.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, convs):
+                w = torch.empty(m.weight.shape, dtype=torch.float32)
+                nn.init.xavier_uniform_(w, generator=g)
+                m.weight.copy_(w)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_parameters()
+
+
 def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``state`` strictly into ``module``; mismatches become one clear error."""
     own = module.state_dict()
@@ -159,6 +216,8 @@ def state_digest(module: nn.Module) -> str:
 
 
 __all__ = [
+    "WEIGHTS_FORMAT",
+    "WEIGHTS_VERSION",
     "efficientnet_lite0_checkpoint",
     "ensure_torchvision_checkpoint",
     "file_digest",
@@ -166,6 +225,8 @@ __all__ = [
     "load_by_position",
     "load_into",
     "load_state_dict_file",
+    "read_weights",
     "shipped_mobilenet_v2_checkpoint",
     "state_digest",
+    "xavier_init",
 ]

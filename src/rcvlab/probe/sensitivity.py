@@ -147,9 +147,9 @@ def layer_spec(
             f"Layer '{spec.name}' is read through reshape=, which relevance cannot shift along "
             "its channels; declare its layout= instead (NCHW, NHWC or NLC)."
         )
-    if spec.kind == "softmax":
+    if spec.kind in ("softmax", "sigmoid"):
         raise RcvlabError(
-            f"Layer '{spec.name}' is the softmax (class probabilities): no part of the network "
+            f"Layer '{spec.name}' is the {spec.kind} (class probabilities): no part of the network "
             "follows it, so a logit has no sensitivity to it; choose a layer with a spatial "
             "feature map before the global pooling."
         )
