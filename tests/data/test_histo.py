@@ -28,7 +28,12 @@ def synth() -> HistoSet:
 
 @pytest.fixture(scope="module")
 def real() -> HistoSet:
-    return histoset(source="real", patch=128, patches_per_slide_mag=8, seed=0)
+    return histoset(source="real", patch=128, patches_per_slide_mag=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ihc() -> HistoSet:
+    return histoset(source="ihc", patch=128, patches_per_slide_mag=8, seed=0)
 
 
 def test_shapes_dtypes_and_ids(synth: HistoSet) -> None:
@@ -38,6 +43,7 @@ def test_shapes_dtypes_and_ids(synth: HistoSet) -> None:
     assert img.mode == "RGB" and img.size == (64, 64)
     mask = synth.load_mask(0)
     assert mask.dtype == bool and mask.shape == (64, 64)
+    assert synth.has_masks and synth.subset([0, 1]).has_masks
     assert synth.magnification.dtype == np.float64 and synth.magnification.shape == (n,)
     assert set(synth.classes) == {"5X", "8X", "10X", "15X", "20X", "30X", "40X"}
     assert all(i.startswith("synth/slide") for i in synth.ids)
@@ -82,14 +88,32 @@ def test_area_law_synthetic(synth: HistoSet) -> None:
     assert all(a < b for a, b in itertools.pairwise(vals))
 
 
-def test_area_law_real(real: HistoSet) -> None:
+#: The paper's training-set mean nuclei areas (METHOD §5), whose log-log slope is 1.81.
+PAPER_MEANS = {"15X": 142.39, "20X": 225.70, "30X": 489.98, "40X": 913.82}
+
+
+def test_area_law_real_he(real: HistoSet) -> None:
+    # the real part is the H&E carcinoma image (histoset-2); its 40X scale is the paper's
+    assert all(g.startswith("he/q") for g in real.groups)
     slope, means = area_law(real)
-    assert 1.7 <= slope <= 2.3
+    assert 1.5 <= slope <= 2.3
     vals = list(means.values())
     assert all(a < b for a, b in itertools.pairwise(vals))
+    # a 500-px quadrant is smaller than a 128-px patch below 15X: those are skipped, not faked
+    assert list(means) == list(PAPER_MEANS)
+    assert len(real.skipped) == 4 * 3
+    for mag, paper in PAPER_MEANS.items():
+        assert paper / 1.35 < means[mag] < paper * 1.35, mag
+    assert area_law(real, source="he")[0] == slope
+
+
+def test_area_law_ihc(ihc: HistoSet) -> None:
+    assert all(g.startswith("ihc/q") for g in ihc.groups)
+    slope, means = area_law(ihc, source="ihc")
+    assert 1.6 <= slope <= 2.3
     # a 256-px quadrant is smaller than a 128-px patch below 20X: those are skipped, not faked
     assert list(means) == ["20X", "30X", "40X"]
-    assert len(real.skipped) == 4 * 4
+    assert len(ihc.skipped) == 4 * 4
 
 
 def test_real_mask_monotone_over_small_patches() -> None:
@@ -122,8 +146,10 @@ def test_subset_and_bad_input(synth: HistoSet) -> None:
     sub = synth.subset(np.arange(0, len(synth), 2))
     slope, _ = area_law(sub, source="synthetic")
     assert 1.5 < slope < 2.5
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="'both', 'real', 'ihc' or 'synthetic'"):
         histoset(source="mri")
+    with pytest.raises(DataError, match="'real', 'ihc', 'he' or 'synthetic'"):
+        area_law(sub, source="mri")
     with pytest.raises(DataError):
         histoset(magnifications=("80X",))
     with pytest.raises(DataError):

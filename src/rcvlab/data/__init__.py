@@ -12,6 +12,8 @@ from .base import (
     to_rgb,
     to_uint8,
 )
+from .camelyon import read_camelyon
+from .he import tumour_set
 from .manifest import read_csv_manifest
 from .spec import DATA_FORMS, OPTION_KINDS, open_data
 from .voc import detect_layout, read_voc
@@ -27,10 +29,12 @@ __all__ = [
     "detect_layout",
     "limit_per_class",
     "open_data",
+    "read_camelyon",
     "read_csv_manifest",
     "read_grey",
     "read_rgb",
     "read_voc",
     "to_rgb",
     "to_uint8",
+    "tumour_set",
 ]

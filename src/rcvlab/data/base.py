@@ -229,6 +229,11 @@ class SubsetImageSet(ImageSet):
     def _load(self, i: int) -> Image.Image:
         return self.parent.load(int(self.index[i]))
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether the parent has masks (sets that make masks have no mask files)."""
+        return self.parent.has_masks
+
     def load_mask(self, i: int) -> np.ndarray:
         return self.parent.load_mask(int(self.index[i]))
 

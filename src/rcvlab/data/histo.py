@@ -4,18 +4,25 @@ It stands in for paper 000 §4.4's data (patches of 141 breast-cancer slides at 
 regressing the average nuclei area, whose class means grow with the square of the
 magnification) and is made offline from two sources:
 
-**Real** (``source="real"``): scikit-image's ``immunohistochemistry()`` photo (512 x 512
-RGB), taken as the 40X view. It is an immunohistochemistry stain (DAB, brown, plus a
-hematoxylin counterstain, blue), **not** H&E, and it is a single photo of one tissue, so it
-has little variety: its four 256-px quadrants are the four "slides" (groups), which are
-neighbouring regions of the same section. The nuclei mask comes from colour deconvolution
-(:func:`skimage.color.rgb2hed`): a pixel is nucleus where the smoothed hematoxylin channel is
-above its Otsu threshold *and* the (standardised) hematoxylin-minus-DAB contrast is above
-its local background (its Otsu threshold after subtracting a 15-px Gaussian blur), which
-keeps the blue nuclei inside the brown epithelium and drops the DAB-stained cytoplasm;
-then an opening with a disk of radius 1, and objects and holes below 30 px removed. It is
-an automatic segmentation, not an annotation: touching epithelial nuclei are sometimes
-merged, and faint ones missed.
+**Real** (``source="real"``): real H&E, tiatoolbox's carcinoma image ``target_image.png``
+(1000 x 1000 px at about 0.25 µm/px, i.e. the 40X view; see :mod:`rcvlab.data.he` for how the
+scale was measured), read from the installed wheel (``pip install --no-deps
+tiatoolbox==2.1.3``; without it a one-line :class:`DataError` gives the command). Its four
+500-px quadrants are the four "slides" (groups ``he/q0`` ... ``he/q3``), neighbouring regions
+of one section. The nuclei mask is :func:`rcvlab.measures.segment_nuclei` (colour
+deconvolution: smoothed haematoxylin above its Otsu threshold, opened, small objects removed,
+holes filled; parameters scaled to 40X) inside the tissue mask: automatic, not annotated.
+
+Why H&E and not (only) scikit-image's IHC photo: the area law measured with
+:func:`area_law` (seeds 0-2) at ``patch=128`` gives a slope of 1.65-1.86 on the H&E
+quadrants (1.75-1.92 on the IHC photo), and the H&E class means are the paper's own within
+about 20 %: 15X 143-150 px (paper 142), 20X 205-221 (226), 30X 437-499 (490), 40X 712-910
+(914); the paper's means have a slope of 1.81. The law flattens for small patches, since the
+area measure clears nuclei touching the patch border and a carcinoma nucleus is ~34 px across
+at 40X: slope 1.45-1.61 at ``patch=96``, 0.8-1.2 at ``patch=64`` (IHC: 1.53-1.71, 1.53-1.57),
+so use ``patch=128`` for the real part when the law matters. The **IHC photo** (DAB plus a
+haematoxylin counterstain, 512 x 512, four 256-px quadrants ``ihc/q0`` ...; nuclei from
+:func:`ihc_photo_and_mask`) stays available as ``source="ihc"``; it is not H&E.
 
 **Synthetic** (``source="synthetic"``): H&E-like slides, ``n_slides`` of them. Pink stroma
 (eosin-like optical density from smoothed noise at two scales, with pale gaps) holds purple
@@ -29,11 +36,12 @@ Both are rendered at 40X and resampled to magnification ``m`` by the factor ``m 
 (image: Lanczos, antialiased; mask: area-averaged float mask thresholded at 0.5), so the
 area in pixels of a nucleus scales with ``(m / 40)²`` by construction (see :func:`area_law`;
 the 3-px minimum region of the area measure and the clearing of nuclei that touch the patch
-border bend the law a little at low magnification). Patches of ``patch x patch`` px are cut
-at random positions of each resampled slide, and transformed by one of the 8 flips and
-90-degree rotations (where a slide is small, e.g. a real quadrant at 5X, the same crop recurs
-under different transforms). A magnification at which a real quadrant is smaller than the
-patch (``256 * m / 40 < patch``) has no real patches; it is recorded in ``skipped``.
+border bend the law, at low magnification and for nuclei large against the patch). Patches
+of ``patch x patch`` px are cut at random positions of each resampled slide, and transformed
+by one of the 8 flips and 90-degree rotations (where a slide is small, e.g. a real quadrant
+at 5X, the same crop recurs under different transforms). A magnification at which a real
+quadrant is smaller than the patch (``500 * m / 40 < patch``; IHC ``256 * m / 40``) has no
+real patches; it is recorded in ``skipped``.
 
 The measures (:func:`rcvlab.measures.nuclei_morphology`, METHOD §1) are computed from each
 patch's mask when the set is built; a patch without nucleus keeps NaN measures. Images are
@@ -47,6 +55,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -57,13 +66,19 @@ from rcvlab.measures import nuclei_morphology
 from rcvlab.measures.morphology import MORPHOLOGY_MEASURES
 
 #: Bump whenever the generator changes (it is part of the fingerprint, so caches invalidate).
-RECIPE_VERSION = "histoset-1"
+RECIPE_VERSION = "histoset-2"
 #: Magnification of the rendered slides (the real photo is taken as this view).
 BASE_MAGNIFICATION = 40.0
 #: The paper's magnification classes.
 MAGNIFICATIONS: tuple[str, ...] = ("5X", "8X", "10X", "15X", "20X", "30X", "40X")
-#: Side of a real "slide" (a quadrant of the 512-px photo) at 40X.
+#: Side of a real IHC "slide" (a quadrant of the 512-px photo) at 40X.
 REAL_REGION = 256
+#: Side of a real H&E "slide" (a quadrant of the 1000-px carcinoma image) at 40X.
+HE_REGION = 500
+#: The real tissue of each real source: (group prefix, side of a quadrant "slide" at 40X).
+REAL_KINDS: dict[str, tuple[str, int]] = {"real": ("he", HE_REGION), "ihc": ("ihc", REAL_REGION)}
+#: The parts :func:`histoset` can make (``"both"`` = ``"real"`` + ``"synthetic"``).
+SOURCES: tuple[str, ...] = ("both", "real", "ihc", "synthetic")
 #: Side of a synthetic slide at 40X.
 SYNTH_SLIDE = 512
 
@@ -110,14 +125,15 @@ def resample_mask(mask: np.ndarray, mag: float) -> np.ndarray:
     return np.asarray(f) > 0.5
 
 
-def _transform(a: np.ndarray, t: int) -> np.ndarray:
+def square_symmetry(a: np.ndarray, t: int) -> np.ndarray:
     """One of the 8 symmetries of the square: ``t % 4`` quarter turns, flipped if ``t >= 4``."""
     a = np.rot90(a, t % 4)
     return np.ascontiguousarray(a[:, ::-1] if t >= 4 else a)
 
 
-def _crop(a: np.ndarray, y: int, x: int, t: int, patch: int) -> np.ndarray:
-    return _transform(a[y : y + patch, x : x + patch], t)
+def crop_patch(a: np.ndarray, y: int, x: int, t: int, patch: int) -> np.ndarray:
+    """The ``patch``-px square at ``(y, x)`` of ``a``, under symmetry ``t`` (0..7)."""
+    return square_symmetry(a[y : y + patch, x : x + patch], t)
 
 
 def _patch_positions(
@@ -141,7 +157,13 @@ def _patch_positions(
 def ihc_photo_and_mask() -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's IHC photo (512 x 512 x 3 uint8) and its nuclei mask (bool), read-only.
 
-    See the module docstring for how the mask is segmented.
+    The mask comes from colour deconvolution (:func:`skimage.color.rgb2hed`): a pixel is
+    nucleus where the smoothed hematoxylin channel is above its Otsu threshold *and* the
+    (standardised) hematoxylin-minus-DAB contrast is above its local background (its Otsu
+    threshold after subtracting a 15-px Gaussian blur), which keeps the blue nuclei inside
+    the brown epithelium and drops the DAB-stained cytoplasm; then an opening with a disk of
+    radius 1, and objects and holes below 30 px removed. Touching epithelial nuclei are
+    sometimes merged, and faint ones missed.
     """
     from skimage import color, data, filters, morphology
 
@@ -166,13 +188,34 @@ def ihc_photo_and_mask() -> tuple[np.ndarray, np.ndarray]:
     return img, mask
 
 
-def _real_region(q: int) -> tuple[np.ndarray, np.ndarray]:
-    img, mask = ihc_photo_and_mask()
+@functools.lru_cache(maxsize=1)
+def he_photo_and_mask() -> tuple[np.ndarray, np.ndarray]:
+    """The real H&E carcinoma image at 40X (1000 x 1000 x 3 uint8) and its nuclei mask.
+
+    The image is tiatoolbox's ``target_image.png`` at its own pixel size, about 0.25 µm/px
+    (:mod:`rcvlab.data.he`); the mask is :func:`rcvlab.measures.segment_nuclei` with its
+    parameters scaled to 40X (``sigma=2``, ``min_size=48``, ``max_hole=256``) inside
+    :func:`rcvlab.measures.tissue_mask`. Read-only.
+
+    Raises
+    ------
+    DataError
+        If tiatoolbox's data file is not installed (the message gives the pip command).
+    """
+    from rcvlab.data.he import real_image
+    from rcvlab.measures.segment import segment_nuclei, tissue_mask
+
+    img = real_image("carcinoma", mpp=0.25)
+    mask = segment_nuclei(img, sigma=2.0, min_size=48, max_hole=256) & tissue_mask(img, sigma=4.0)
+    mask.setflags(write=False)
+    return img, mask
+
+
+def _real_region(kind: str, q: int) -> tuple[np.ndarray, np.ndarray]:
+    side = REAL_KINDS[kind][1]
+    img, mask = ihc_photo_and_mask() if kind == "ihc" else he_photo_and_mask()
     y, x = divmod(q, 2)
-    sl = (
-        slice(y * REAL_REGION, (y + 1) * REAL_REGION),
-        slice(x * REAL_REGION, (x + 1) * REAL_REGION),
-    )
+    sl = (slice(y * side, (y + 1) * side), slice(x * side, (x + 1) * side))
     return img[sl], mask[sl]
 
 
@@ -193,15 +236,39 @@ def ellipses_mask(ellipses: np.ndarray, size: int) -> np.ndarray:
     return mask
 
 
-def slide_ellipses(rng: np.random.Generator, size: int = SYNTH_SLIDE) -> np.ndarray:
-    """Random non-overlapping nuclei of one synthetic slide at 40X, ``(k, 5)`` float array.
+@dataclass(frozen=True)
+class NucleiParams:
+    """Ranges from which one synthetic slide draws its nuclei (:func:`slide_ellipses`).
+
+    Each slide draws its mean nucleus area log-uniformly in ``mean_area``, the log-normal
+    sigma of the areas around that mean in ``spread``, its lowest minor/major axis ratio in
+    ``elong`` (each nucleus's ratio is uniform between it and 1), the fraction of the slide
+    covered by nuclei in ``coverage``, and (for :func:`render_he`) the haematoxylin optical
+    density of its nuclei in ``h_level``. The defaults are the magnification set's slides
+    at 40X (0.25 µm/px).
+    """
+
+    mean_area: tuple[float, float] = (350.0, 1400.0)
+    spread: tuple[float, float] = (0.1, 0.35)
+    elong: tuple[float, float] = (0.45, 0.9)
+    coverage: tuple[float, float] = (0.08, 0.28)
+    h_level: tuple[float, float] = (0.6, 1.0)
+
+
+def slide_ellipses(
+    rng: np.random.Generator, size: int = SYNTH_SLIDE, nuclei: NucleiParams | None = None
+) -> np.ndarray:
+    """Random non-overlapping nuclei of one synthetic slide, ``(k, 5)`` float array.
 
     Columns: row, col, row radius, col radius, rotation (as :func:`skimage.draw.ellipse`).
+    ``nuclei`` gives the ranges of the slide's draws (default :class:`NucleiParams`, the
+    magnification set's slides at 40X).
     """
-    mean_area = math.exp(rng.uniform(math.log(350.0), math.log(1400.0)))
-    spread = rng.uniform(0.1, 0.35)  # log-normal sigma of the areas around the slide's mean
-    elong = rng.uniform(0.45, 0.9)  # lowest minor/major axis ratio of the slide
-    coverage = rng.uniform(0.08, 0.28)
+    p = nuclei or NucleiParams()
+    mean_area = math.exp(rng.uniform(math.log(p.mean_area[0]), math.log(p.mean_area[1])))
+    spread = rng.uniform(*p.spread)  # log-normal sigma of the areas around the slide's mean
+    elong = rng.uniform(*p.elong)  # lowest minor/major axis ratio of the slide
+    coverage = rng.uniform(*p.coverage)
     k = max(1, round(coverage * size * size / mean_area))
     areas = mean_area * rng.lognormal(-0.5 * spread**2, spread, size=k)
     ratio = rng.uniform(elong, 1.0, size=k)
@@ -232,15 +299,19 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarr
     return n / (n.std() + 1e-6)
 
 
-def render_he(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def render_he(
+    mask: np.ndarray, rng: np.random.Generator, h_level: tuple[float, float] = (0.6, 1.0)
+) -> np.ndarray:
     """An H&E-like ``(S, S, 3)`` uint8 image whose nuclei are the bool ``mask``.
 
     Parameters
     ----------
     mask : numpy.ndarray
-        ``(S, S)`` bool nuclei mask (at 40X).
+        ``(S, S)`` bool nuclei mask.
     rng : numpy.random.Generator
         Source of the texture and colour choices.
+    h_level : (float, float)
+        Range of the nuclei's haematoxylin optical density (darker nuclei: higher).
     """
     from scipy.ndimage import gaussian_filter
 
@@ -254,7 +325,7 @@ def render_he(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # nuclei: hematoxylin with chromatin texture and a soft edge
     soft = gaussian_filter(mask.astype(np.float32), 0.8)
     chrom = _smooth_noise(rng, size, rng.uniform(0.7, 1.5))
-    h_level = rng.uniform(0.6, 1.0)
+    h_level = rng.uniform(*h_level)
     hema = soft * h_level * np.clip(1.0 + 0.3 * chrom, 0.2, None) + 0.03 * np.abs(fine)
     eosin = eosin * (1.0 - 0.6 * soft)
     od = hema[..., None] * _STAINS[0] + eosin[..., None] * _STAINS[1]
@@ -284,12 +355,15 @@ def synthetic_patch(
     return render_he(mask, np.random.default_rng([seed, 7])), mask
 
 
-class _LRU(OrderedDict):
+class LRUCache(OrderedDict):
+    """A small least-recently-used cache of arrays (lazily rendered slides)."""
+
     def __init__(self, maxsize: int) -> None:
         super().__init__()
         self.maxsize = maxsize
 
     def get_or(self, key: object, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The value of ``key``, made by ``make()`` (and kept) on first use."""
         if key in self:
             self.move_to_end(key)
             return self[key]
@@ -327,14 +401,16 @@ class HistoSet(ImageSet):
         self.mag_labels = [str(m) for m in magnifications]
         self.mags = [parse_magnification(m) for m in self.mag_labels]
         self.n_slides, self.per = int(n_slides), int(patches_per_slide_mag)
-        self._images = _LRU(64)
+        self._images = LRUCache(64)
         self._ellipses: dict[int, np.ndarray] = {}
         keys = list(MORPHOLOGY_MEASURES)
         ids: list[str] = []
         crops: list[tuple[int, int, int, int, int, int]] = []
         values: dict[str, list[float]] = {k: [] for k in keys}
         skipped: list[Skip] = []
-        parts = [p for p in (0, 1) if source in ("both", ("real", "synthetic")[p])]
+        # part 0 is the real tissue: the H&E image, or the IHC photo for source="ihc"
+        self.real_kind = "ihc" if source == "ihc" else "real"
+        parts = [0, 1] if source == "both" else [1] if source == "synthetic" else [0]
         for part in parts:
             n_sl = 4 if part == 0 else self.n_slides
             for s in range(n_sl):
@@ -353,7 +429,7 @@ class HistoSet(ImageSet):
                     for j, (y, x, t) in enumerate(pos):
                         ids.append(f"{self._group(part, s)}/{self.mag_labels[mi]}/{j:04d}")
                         crops.append((part, s, mi, y, x, t))
-                        m = nuclei_morphology(_crop(mask, y, x, t, self.patch), keys)
+                        m = nuclei_morphology(crop_patch(mask, y, x, t, self.patch), keys)
                         for k in keys:
                             values[k].append(m[k])
         self.crops = np.asarray(crops, dtype=np.int64).reshape(-1, 6)
@@ -369,9 +445,8 @@ class HistoSet(ImageSet):
             source=f"histoset:{source}",
         )
 
-    @staticmethod
-    def _group(part: int, s: int) -> str:
-        return f"ihc/q{s}" if part == 0 else f"synth/slide{s:02d}"
+    def _group(self, part: int, s: int) -> str:
+        return f"{REAL_KINDS[self.real_kind][0]}/q{s}" if part == 0 else f"synth/slide{s:02d}"
 
     # -- slides ------------------------------------------------------------------------------
     def _synth_ellipses(self, s: int) -> np.ndarray:
@@ -382,7 +457,7 @@ class HistoSet(ImageSet):
 
     def _slide_mask(self, part: int, s: int, mi: int) -> np.ndarray:
         if part == 0:
-            base = _real_region(s)[1]
+            base = _real_region(self.real_kind, s)[1]
         else:
             base = self._images.get_or(
                 (part, s, "40X-mask"),
@@ -393,7 +468,7 @@ class HistoSet(ImageSet):
     def _slide_image(self, part: int, s: int, mi: int) -> np.ndarray:
         def make() -> np.ndarray:
             if part == 0:
-                base = _real_region(s)[0]
+                base = _real_region(self.real_kind, s)[0]
             else:
                 base = self._images.get_or(
                     (part, s, "40X-render"),
@@ -416,12 +491,19 @@ class HistoSet(ImageSet):
 
     def _load(self, i: int) -> Image.Image:
         part, s, mi, y, x, t = self._check(i)
-        return Image.fromarray(_crop(self._slide_image(part, s, mi), y, x, t, self.patch), "RGB")
+        return Image.fromarray(
+            crop_patch(self._slide_image(part, s, mi), y, x, t, self.patch), "RGB"
+        )
+
+    @property
+    def has_masks(self) -> bool:
+        """Always: every patch has a nuclei mask (:meth:`load_mask`)."""
+        return True
 
     def load_mask(self, i: int) -> np.ndarray:
         """The bool ``(patch, patch)`` nuclei mask of patch ``i`` (the measures' input)."""
         part, s, mi, y, x, t = self._check(int(i))
-        return _crop(self._slide_mask(part, s, mi), y, x, t, self.patch)
+        return crop_patch(self._slide_mask(part, s, mi), y, x, t, self.patch)
 
     def _fingerprint_payload(self) -> object:
         return {
@@ -448,12 +530,15 @@ def histoset(
 
     Parameters
     ----------
-    source : {"both", "real", "synthetic"}
-        Which part(s): the real IHC photo (4 quadrant "slides") and/or synthetic H&E slides.
+    source : {"both", "real", "ihc", "synthetic"}
+        Which part(s): the real H&E carcinoma image (4 quadrant "slides", ``"real"``), and/or
+        synthetic H&E slides (``"both"`` is real + synthetic); ``"ihc"`` is scikit-image's
+        IHC photo instead of the H&E image (4 quadrants), alone.
     patch : int
-        Side of every patch in pixels (at least 16). A real quadrant is ``256 * m / 40`` px at
-        magnification ``m``, so with ``patch=64`` the real part starts at 10X and with
-        ``patch=32`` at 5X; missing (slide, magnification) pairs are listed in ``skipped``.
+        Side of every patch in pixels (at least 16). A real H&E quadrant is ``500 * m / 40``
+        px at magnification ``m`` (IHC: ``256 * m / 40``), so with ``patch=64`` the real part
+        starts at 8X (IHC 10X) and with ``patch=128`` at 15X (IHC 20X); missing (slide,
+        magnification) pairs are listed in ``skipped``.
     magnifications : sequence of str
         Magnification classes, ``"<m>X"`` with ``0 < m <= 40``, distinct.
     n_slides : int
@@ -469,16 +554,17 @@ def histoset(
     HistoSet
         Measures: every :data:`rcvlab.measures.morphology.MORPHOLOGY_MEASURES` entry
         (``nuclei_area`` first; NaN for a patch without nucleus); classes: the magnification
-        labels; groups: the source slide (``"ihc/q0"``, ``"synth/slide05"``).
+        labels; groups: the source slide (``"he/q0"``, ``"ihc/q0"``, ``"synth/slide05"``).
 
     Raises
     ------
     DataError
-        For an unknown ``source``, a bad magnification, ``patch < 16``, ``n_slides < 1`` or
+        For real H&E that is not installed (tiatoolbox), an unknown ``source``, a bad
+        magnification, ``patch < 16``, ``n_slides < 1`` or
         ``patches_per_slide_mag < 1``.
     """
-    if source not in ("both", "real", "synthetic"):
-        raise DataError(f"source must be 'both', 'real' or 'synthetic' (got {source!r}).")
+    if source not in SOURCES:
+        raise DataError(f"source must be 'both', 'real', 'ihc' or 'synthetic' (got {source!r}).")
     if int(patch) < 16:
         raise DataError(f"patch must be at least 16 px (got {patch}).")
     if int(n_slides) < 1:
@@ -493,12 +579,13 @@ def histoset(
     for m in labels:
         if parse_magnification(m) > BASE_MAGNIFICATION:
             raise DataError(f"Magnification {m} is above the rendered {BASE_MAGNIFICATION:g}X.")
+    side = REAL_KINDS["ihc" if source == "ihc" else "real"][1]
     if source != "synthetic" and all(
-        _resized_side(REAL_REGION, parse_magnification(m)) < int(patch) for m in labels
+        _resized_side(side, parse_magnification(m)) < int(patch) for m in labels
     ):
         raise DataError(
             f"No real patch of {patch} px fits at magnifications {labels} "
-            f"(a real slide is {REAL_REGION} px at 40X)."
+            f"(a real slide is {side} px at 40X)."
         )
     if source == "synthetic" and all(
         _resized_side(SYNTH_SLIDE, parse_magnification(m)) < int(patch) for m in labels
@@ -515,8 +602,9 @@ def area_law(data: ImageSet, source: str | None = None) -> tuple[float, dict[str
     data : ImageSet
         A :class:`HistoSet` or a subset of one (classes are magnification labels, measure
         ``nuclei_area``).
-    source : {"real", "synthetic"}, optional
-        Only patches of that part (by their ids, ``ihc/...`` or ``synth/...``).
+    source : {"real", "ihc", "he", "synthetic"}, optional
+        Only patches of that part (by their ids: ``"real"`` both ``ihc/...`` and ``he/...``,
+        ``"ihc"`` or ``"he"`` one real stain, ``"synthetic"`` ``synth/...``).
 
     Returns
     -------
@@ -536,9 +624,14 @@ def area_law(data: ImageSet, source: str | None = None) -> tuple[float, dict[str
     area = data.measure("nuclei_area")
     keep = np.isfinite(area)
     if source is not None:
-        prefix = {"real": "ihc/", "synthetic": "synth/"}.get(source)
+        prefix = {
+            "real": ("ihc/", "he/"),
+            "ihc": ("ihc/",),
+            "he": ("he/",),
+            "synthetic": ("synth/",),
+        }.get(source)
         if prefix is None:
-            raise DataError(f"source must be 'real' or 'synthetic' (got {source!r}).")
+            raise DataError(f"source must be 'real', 'ihc', 'he' or 'synthetic' (got {source!r}).")
         keep &= np.array([i.startswith(prefix) for i in data.ids], dtype=bool)
     labels = sorted(set(data.classes[keep].tolist()), key=parse_magnification)
     means = {c: float(area[keep & (data.classes == c)].mean()) for c in labels}

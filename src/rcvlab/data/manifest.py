@@ -72,6 +72,7 @@ def read_csv_manifest(
     *,
     cls: str | Sequence[str] | None = None,
     strict: bool = False,
+    class_column: str = CLASS_COLUMN,
 ) -> FileImageSet:
     """Read a CSV manifest of image paths and measures (format in the module docstring).
 
@@ -87,6 +88,9 @@ def read_csv_manifest(
         empty or a duplicate) instead of skipping it, and at the first image whose measure
         cannot be computed (:meth:`~rcvlab.data.base.ImageSet.measure`). Rows left out by
         ``cls`` never raise.
+    class_column : str
+        The column holding the class (``"class"``; a reader of another layout may name its
+        own, e.g. ``"label"`` for :func:`rcvlab.data.camelyon.read_camelyon_csv`).
 
     Returns
     -------
@@ -129,10 +133,10 @@ def read_csv_manifest(
             f"Manifest {csv} has no '{PATH_COLUMN}' column (columns: {', '.join(cols) or 'none'})."
             f"{did_you_mean(PATH_COLUMN, cols)} Name the image-file column '{PATH_COLUMN}'."
         )
-    has_class, has_group = CLASS_COLUMN in cols, GROUP_COLUMN in cols
+    has_class, has_group = class_column in cols, GROUP_COLUMN in cols
     if cls is not None and not has_class:
         raise DataError(
-            f"cls={cls!r} needs a '{CLASS_COLUMN}' column, but manifest {csv} has none "
+            f"cls={cls!r} needs a '{class_column}' column, but manifest {csv} has none "
             f"(columns: {', '.join(cols)}); add one or drop the class filter."
         )
     wanted = None if cls is None else {c.strip() for c in ([cls] if isinstance(cls, str) else cls)}
@@ -140,7 +144,7 @@ def read_csv_manifest(
     measures: dict[str, np.ndarray] = {}
     ignored: list[str] = []
     for c in cols:
-        if c in (PATH_COLUMN, CLASS_COLUMN, GROUP_COLUMN, MASK_COLUMN) or c.startswith("Unnamed:"):
+        if c in (PATH_COLUMN, class_column, GROUP_COLUMN, MASK_COLUMN) or c.startswith("Unnamed:"):
             continue
         values, n_num, bad = _parse_numbers(df[c])
         if bad is None and np.isinf(values).any():
@@ -180,7 +184,7 @@ def read_csv_manifest(
             )
         skipped.append(Skip(where, reason))
 
-    classes = [str(v).strip() for v in df[CLASS_COLUMN]] if has_class else None
+    classes = [str(v).strip() for v in df[class_column]] if has_class else None
     groups = [str(v).strip() for v in df[GROUP_COLUMN]] if has_group else None
     for i, raw in enumerate(df[PATH_COLUMN]):
         rel = str(raw).strip()
@@ -189,7 +193,7 @@ def read_csv_manifest(
             continue
         p = os.path.normpath(os.path.join(base, os.path.expanduser(rel)))
         if classes is not None and not classes[i]:
-            problem(i, p, f"empty '{CLASS_COLUMN}' value")
+            problem(i, p, f"empty '{class_column}' value")
             continue
         if groups is not None and not groups[i]:
             problem(i, p, f"empty '{GROUP_COLUMN}' value")

@@ -11,9 +11,20 @@ Forms
 ``folder:DIR`` / ``janowczyk:DIR``
     Patches in magnification folders with masks beside them
     (:func:`rcvlab.data.folder.read_patch_folders`).
-``histo`` / ``histo:real`` / ``histo:synthetic``
+``histo`` / ``histo:real`` / ``histo:synthetic`` / ``histo:ihc``
     The embedded histology set (:func:`rcvlab.data.histo.histoset`): patches at seven
     magnifications with nuclei masks; classes are magnifications, groups source slides.
+    ``histo`` is real + synthetic; the real tissue is H&E (``histo:ihc``: scikit-image's
+    IHC photo instead, alone).
+``tumour`` / ``tumour:both`` / ``tumour:real`` / ``tumour:synthetic``
+    The embedded tumour / non-tumour patch set (:func:`rcvlab.data.he.tumour_set`): real H&E
+    (one carcinoma image, one normal skin region) and/or synthetic slides with tumour-like
+    and normal nuclei, at 0.5 µm/px, with nuclei masks; classes ``tumour`` / ``non-tumour``,
+    groups the source regions. ``tumour`` is ``tumour:both`` (each source balanced on its
+    own, so both can be reported); ``tumor`` is accepted for ``tumour``.
+``camelyon:FILE.csv`` / ``camelyon:DIR``
+    Tumour / non-tumour patches such as Camelyon17's: a CSV with ``path,label,group`` or
+    class folders ``DIR/tumour/``, ``DIR/non-tumour/`` (:func:`rcvlab.data.camelyon.read_camelyon`).
 ``scaleset`` / ``scaleset:CLASS[,CLASS]``
     The embedded synthetic scale set (:func:`rcvlab.data.scaleset.scaleset`), all classes or
     those listed.
@@ -36,24 +47,29 @@ Options
 to is an error naming the kinds it applies to (:data:`OPTION_KINDS`), never ignored.
 
 ``cls``
-    Keep only images of these classes (every kind with classes).
+    Keep only images of these classes (every kind with classes; ``tumour`` and ``camelyon``:
+    ``"tumour"`` / ``"non-tumour"``).
 ``strict``
     Raise at the first defective item (unreadable annotation, missing file or mask, an image
     whose measure cannot be computed) instead of skipping and listing it: the kinds read from
     files (``voc``, ``imagenet``, ``csv``, ``folder``, ``janowczyk``, ``labels``,
-    ``synsets``). ``strict=False`` is accepted by every kind.
+    ``synsets``, ``camelyon``). ``strict=False`` is accepted by every kind.
 ``n_per_class``
-    The embedded ``scaleset`` and ``filled`` sets *make* that many images per class. Every
+    The embedded ``scaleset`` and ``filled`` sets *make* that many images per class, and
+    ``tumour`` that many per class and per source (default 128). Every
     other kind *keeps at most* that many per class (after ``cls``), chosen by
     :func:`rcvlab.data.base.limit_per_class`: a seeded draw without replacement per class,
     the images then in their original order.
 ``seed``
-    The seed of the embedded sets (``scaleset``, ``filled``, ``histo``), which also seeds the
+    The seed of the embedded sets (``scaleset``, ``filled``, ``histo``, ``tumour``), which
+    also seeds the
     ``n_per_class`` draw of ``histo``; for the other kinds only the seed of the
     ``n_per_class`` draw, so it needs ``n_per_class`` (default 0).
 ``size``, ``r_range``
     :func:`rcvlab.data.scaleset.scaleset` only.
-``patch``, ``n_slides``, ``patches_per_slide_mag``, ``magnifications``
+``patch``, ``n_slides``
+    :func:`rcvlab.data.histo.histoset` and :func:`rcvlab.data.he.tumour_set`.
+``patches_per_slide_mag``, ``magnifications``
     :func:`rcvlab.data.histo.histoset` only.
 """
 
@@ -71,7 +87,10 @@ from .base import ImageSet, limit_per_class
 #: The ``--data`` forms, as listed in error messages.
 DATA_FORMS: tuple[str, ...] = (
     "folder:DIR",
-    "histo[:real|synthetic]",
+    "histo[:real|synthetic|ihc]",
+    "tumour[:real|synthetic|both]",
+    "camelyon:FILE.csv",
+    "camelyon:DIR",
     "voc:DIR",
     "imagenet:DIR",
     "csv:FILE",
@@ -95,9 +114,10 @@ FILE_KINDS: tuple[str, ...] = (
     "janowczyk",
     "labels",
     "synsets",
+    "camelyon",
 )
 #: Embedded kinds, generated offline from a seed.
-EMBEDDED_KINDS: tuple[str, ...] = ("scaleset", "filled", "histo")
+EMBEDDED_KINDS: tuple[str, ...] = ("scaleset", "filled", "histo", "tumour")
 #: An :class:`ImageSet` passed to :func:`open_data` instead of a spec.
 _GIVEN = "ImageSet"
 #: The kinds of data each :func:`open_data` option applies to (``cls`` applies to all).
@@ -107,12 +127,14 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "seed": EMBEDDED_KINDS,
     "size": ("scaleset",),
     "r_range": ("scaleset",),
-    "patch": ("histo",),
-    "n_slides": ("histo",),
+    "patch": ("histo", "tumour"),
+    "n_slides": ("histo", "tumour"),
     "patches_per_slide_mag": ("histo",),
     "magnifications": ("histo",),
 }
-_HISTO_SOURCES = ("both", "real", "synthetic")
+_HISTO_SOURCES = ("both", "real", "synthetic", "ihc")
+_TUMOUR_SOURCES = ("both", "real", "synthetic")
+_OTHER_PREFIXES = ("folder", "janowczyk", "histo", "tumour", "camelyon")
 #: The command-line spelling of the options the CLI has.
 _FLAGS = {"strict": "--strict", "n_per_class": "--n-per-class", "seed": "--seed"}
 
@@ -168,7 +190,7 @@ def _resolve(spec: str) -> tuple[str, str | None]:
     """
     prefix, sep, tail = spec.partition(":")
     low = prefix.lower()
-    if sep and low in (*_PREFIXES, *_LABELLED, "folder", "janowczyk"):
+    if sep and low in (*_PREFIXES, *_LABELLED, "folder", "janowczyk", "camelyon"):
         return low, tail
     if not sep and spec.lower() in ("scaleset", "filled"):
         return spec.lower(), None
@@ -177,9 +199,18 @@ def _resolve(spec: str) -> tuple[str, str | None]:
         if part not in _HISTO_SOURCES:
             raise DataError(
                 f"--data {spec!r}: the histology set has the parts "
-                f"{', '.join(_HISTO_SOURCES)}; write histo, histo:real or histo:synthetic."
+                f"{', '.join(_HISTO_SOURCES)}; write histo, histo:real or histo:synthetic "
+                "(or histo:ihc for the IHC photo)."
             )
         return "histo", part
+    if low in ("tumour", "tumor"):
+        part = tail.strip().lower() if sep else "both"
+        if part not in _TUMOUR_SOURCES:
+            raise DataError(
+                f"--data {spec!r}: the tumour set has the parts {', '.join(_TUMOUR_SOURCES)}; "
+                "write tumour, tumour:real, tumour:synthetic or tumour:both."
+            )
+        return "tumour", part
     if os.path.exists(os.path.expanduser(spec)):
         p = os.path.expanduser(spec)
         if os.path.isdir(p):
@@ -193,14 +224,14 @@ def _resolve(spec: str) -> tuple[str, str | None]:
     if sep and "/" not in prefix and os.sep not in prefix:
         raise UnknownNameError(
             f"Unknown data source prefix '{prefix}:' in --data {spec!r}."
-            f"{did_you_mean(low, (*_PREFIXES, *_LABELLED, 'folder', 'janowczyk', 'histo'))}"
+            f"{did_you_mean(low, (*_PREFIXES, *_LABELLED, *_OTHER_PREFIXES))}"
             f" Valid forms: {_forms()}."
         )
     if "/" in spec or os.sep in spec or spec.startswith(("~", ".")):
         raise DataError(f"--data path {spec!r} does not exist; check it. Valid forms: {_forms()}.")
     raise UnknownNameError(
         f"Unknown data source {spec!r}."
-        f"{did_you_mean(spec.lower(), ['scaleset', 'filled', 'histo', *_PREFIXES])}"
+        f"{did_you_mean(spec.lower(), ['scaleset', 'filled', 'histo', 'tumour', *_PREFIXES])}"
         f" Valid forms: {_forms()}."
     )
 
@@ -264,7 +295,8 @@ def open_data(
     **options
         ``size``, ``r_range`` (:func:`rcvlab.data.scaleset.scaleset`); ``patch``,
         ``n_slides``, ``patches_per_slide_mag``, ``magnifications``
-        (:func:`rcvlab.data.histo.histoset`).
+        (:func:`rcvlab.data.histo.histoset`); ``patch``, ``n_slides``
+        (:func:`rcvlab.data.he.tumour_set`).
 
     Returns
     -------
@@ -313,6 +345,23 @@ def open_data(
 
         ds: ImageSet = histoset(source=arg or "both", **options, seed=seed or 0)
         ds.source = spec
+        return _limit(_filter_set(ds, cls), n, seed)
+    if kind == "tumour":
+        from rcvlab.data.he import tumour_set
+
+        ts = tumour_set(
+            arg or "both",
+            n_per_class=n,
+            seed=seed or 0,
+            classes=_classes_arg(cls),
+            **options,
+        )
+        ts.source = spec
+        return ts
+    if kind == "camelyon":
+        from rcvlab.data.camelyon import read_camelyon
+
+        ds = read_camelyon(_path(arg or "", spec, "file or folder"), strict=strict)
         return _limit(_filter_set(ds, cls), n, seed)
     if kind in ("labels", "synsets"):
         from rcvlab.data import filled as F

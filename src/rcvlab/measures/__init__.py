@@ -9,6 +9,8 @@ compute them by name.
 - :mod:`~rcvlab.measures.texture`: Haralick / GLCM properties of the grey image
   (``glcm_*``) and over the nuclei only (``glcm_*_nuclei``).
 - :mod:`~rcvlab.measures.colour`: colourfulness and hue fractions (``blueness``, ...).
+- :mod:`~rcvlab.measures.segment`: nuclei and tissue masks of H&E images by colour
+  deconvolution (masks, not measures: the nuclei masks of data without annotations).
 """
 
 # not sorted: import order is registration order, and listings start with the nuclei measures
@@ -46,11 +48,13 @@ from .colour import (
     hue_fractions,
     redness,
 )
+from .segment import TISSUE_SATURATION, haematoxylin, segment_nuclei, tissue_mask
 
 __all__ = [
     "GLCM_PROPERTIES",
     "HUE_RANGES",
     "MEASURES",
+    "TISSUE_SATURATION",
     "MeasureSpec",
     "MeasureTable",
     "as_grey_uint8",
@@ -64,6 +68,7 @@ __all__ = [
     "glcm_features",
     "glcm_matrix",
     "greenness",
+    "haematoxylin",
     "hue_fraction",
     "hue_fractions",
     "nuclei_area",
@@ -79,4 +84,6 @@ __all__ = [
     "redness",
     "register",
     "register_family",
+    "segment_nuclei",
+    "tissue_mask",
 ]
