@@ -1,6 +1,7 @@
 """Layer-wise probing with Regression Concept Vectors (linear probes of GAP features)."""
 
 from rcvlab.probe.fit import RCV, REGRESSORS, RIDGE_ALPHAS, fit_rcv
+from rcvlab.probe.insample import InsampleFit, insample_fit, insample_r2
 from rcvlab.probe.profile import check_measure, measure_array, probe_layers
 from rcvlab.probe.result import PROFILE_KINDS, SPLITS, LayerScore, ProfileResult
 from rcvlab.probe.splits import repeated_splits
@@ -12,10 +13,13 @@ __all__ = [
     "REGRESSORS",
     "RIDGE_ALPHAS",
     "SPLITS",
+    "InsampleFit",
     "LayerScore",
     "ProfileResult",
     "check_measure",
     "fit_rcv",
+    "insample_fit",
+    "insample_r2",
     "mean_ci95",
     "measure_array",
     "normalised_r2",
