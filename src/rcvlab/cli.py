@@ -127,6 +127,9 @@ def probe(
                 "per held-out class); leave them out."
             )
     base = [] if baselines.strip().lower() == "none" else csv_list(baselines) or []
+    if len(csv_list(job["weights"]) or []) > 1 or len(csv_list(job["measure"]) or []) > 1:
+        _compare_weights(job, base if _given("baselines") else [], split, pooling, min_std)
+        return
     data, net, out = job.data, job.net, job.out
     res = layer_profile(
         net,
@@ -158,6 +161,59 @@ def probe(
         f"{res.model} ({res.weights}): best layer {res.best_layer}, test R² "
         f"{best.r2_mean:.3f} ± {best.r2_std:.3f} (median {best.r2_median:.3f}); wrote {out}/"
     )
+
+
+def _compare_weights(
+    job: Job, baselines: list[str], split: str | None, pooling: str, min_std: float | None
+) -> None:
+    """``probe`` with several weights or measures: one extraction per weights, a profile per
+    (weights, measure) and the paper's in-sample R² (paper 004's Figure 3)."""
+    from rcvlab.analyses.weights import compare_weights
+    from rcvlab.report.html import write_report
+    from rcvlab.report.weights import summary_markdown, weights_section, write_weights_run
+
+    if baselines:
+        raise RcvlabError(
+            "--baselines does not apply with several --weights or --measure values (the "
+            "random network is one of the --weights, e.g. random-xavier); leave it out."
+        )
+    from rcvlab.models import load_model
+
+    data = job.data
+    layers = job["layer_names"]
+    nets = [
+        load_model(job["model"], w, seed=job["seed"], input_size=job["input_size"])
+        for w in csv_list(job["weights"]) or []
+    ]
+    out = job.out
+    res = compare_weights(
+        nets,
+        data,
+        measures=csv_list(job["measure"]) or [],
+        layers=None if layers.strip().lower() == "all" else csv_list(layers),
+        reps=job["reps"],
+        test_fraction=job["test_fraction"],
+        regressor=job["regressor"],
+        alpha=job["alpha"],
+        split=split or "pooled",
+        seed=job["seed"],
+        min_std=min_std,
+        pooling=pooling,
+        strict=job["strict"],
+        **job.kw,
+    )
+    write_weights_run(out, res)
+    write_report(
+        out / "report.html",
+        [],
+        title=f"rcvlab: concept RCVs of {job['model']} across weights",
+        figures={},
+        sections=[weights_section(res)],
+    )
+    job.write_skipped([(s.path, s.reason) for s in data.skipped])
+    job.finish()
+    click.echo(summary_markdown(res))
+    click.echo(f"wrote {out}/ (weights_comparison.json/.csv/.png, summary.md, report.html)")
 
 
 def _given(name: str) -> bool:
@@ -602,6 +658,326 @@ def noise_size_cmd(sizes: str, n_train: int, n_test: int, **common: Any) -> None
     click.echo(f"wrote {out}/ (noise.json, noise.csv, noise.png, summary.md)")
 
 
+def _run_report(out: Any, title: str, section: str, notes: tuple[str, ...] = ()) -> None:
+    """``report.html`` of a one-analysis run: its section, the environment."""
+    from rcvlab.report.html import write_report
+
+    write_report(out / "report.html", [], title=title, figures={}, sections=[section], notes=notes)
+
+
+def _other_nets(job: Job, spec: str | None) -> list[Any]:
+    """The networks of ``--compare-weights`` (the same architecture, other weights)."""
+    from rcvlab.models import load_model
+
+    return [
+        load_model(job["model"], w, seed=job["seed"], input_size=job["input_size"])
+        for w in csv_list(spec) or []
+    ]
+
+
+@main.command("finetune")
+@shared(
+    "model weights input_size data cls n_per_class strict seed batch_size device out force",
+    data={"help": "Two classes: tumour[:real|synthetic|both], camelyon:FILE.csv|DIR, csv:FILE."},
+    seed={"help": "Seed of the split, the new head, the augmentation and the batch order."},
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option(
+    "--decay",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="Keras learning-rate decay: lr / (1 + decay * step) per update (not weight decay).",
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.9,
+    show_default=True,
+    help="Nesterov momentum of SGD.",
+)
+@click.option(
+    "--positive",
+    default="tumour",
+    show_default=True,
+    help="The class the single logit predicts (the other class is the negative).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of the groups (source regions / patients) held out for validation.",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Horizontal and vertical flips, hue and brightness jitter.",
+)
+@click.option("--channels-last", is_flag=True, help="Train in channels-last memory format (GPUs).")
+@friendly
+def finetune_cmd(
+    epochs: int,
+    lr: float,
+    decay: float,
+    momentum: float,
+    positive: str,
+    val_fraction: float,
+    augment: bool,
+    channels_last: bool,
+    **common: Any,
+) -> None:
+    """Finetune MODEL end to end on a two-class DATA set (paper 004): one sigmoid logit,
+    SGD with Nesterov momentum and Keras decay; keeps the epoch with the best validation AUC."""
+    from rcvlab.analyses.finetune import check_binary_classes, finetune
+    from rcvlab.report.finetune import finetune_section, write_finetune_run
+
+    job = Job(common)
+    data, net = job.data, job.net
+    check_binary_classes(data, positive)
+    out = job.out
+    res = finetune(
+        net,
+        data,
+        epochs=epochs,
+        lr=lr,
+        decay=decay,
+        momentum=momentum,
+        batch_size=job["batch_size"],
+        positive=positive,
+        val_fraction=val_fraction,
+        augment=augment,
+        seed=job["seed"],
+        device=job["device"],
+        channels_last=channels_last,
+        progress=True,
+        command=job.command,
+    )
+    write_finetune_run(out, res)
+    _run_report(out, f"rcvlab finetune: {net.name}", finetune_section(res))
+    job.write_skipped([(s.path, s.reason) for s in data.skipped])
+    job.finish()
+    click.echo(
+        f"best epoch {res.best_epoch}: validation accuracy {res.val_accuracy:.3f}, AUC "
+        f"{res.val_auc:.3f}; wrote {out}/ (model.pt, history.csv, finetune.json, finetune.png, "
+        f"summary.md, report.html). Use it with --weights {out}/model.pt"
+    )
+
+
+@main.command("cam")
+@shared(
+    "model weights input_size data cls n_per_class strict seed batch_size device out force",
+    batch_size=16,
+)
+@click.option(
+    "--layer",
+    default=None,
+    help="Layer name or dotted module path (default: the last convolutional block).",
+)
+@click.option(
+    "--method",
+    default="gradcam,gradcam++",
+    show_default=True,
+    help="Comma-separated: gradcam, gradcam++ (one forward and backward pass for both).",
+)
+@click.option(
+    "--target",
+    default="tumour",
+    show_default=True,
+    help="Class whose logit is explained: a name, an index, or top (each image's top class).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Keep the images with the highest target probability.",
+)
+@click.option(
+    "--min-prob",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Keep only images whose target probability is at least this (the paper: 0.99).",
+)
+@click.option(
+    "--compare-weights",
+    default=None,
+    help="The same images through the network with these weights (e.g. imagenet), side by "
+    "side, with a paired test of the CAM mass on nuclei. A network without the target class "
+    "explains its own top class.",
+)
+@friendly
+def cam_cmd(
+    layer: str | None,
+    method: str,
+    target: str,
+    top: int,
+    min_prob: float | None,
+    compare_weights: str | None,
+    **common: Any,
+) -> None:
+    """grad-CAM / grad-CAM++ maps of a target logit for the most confident images, and how
+    much of each map falls on nuclei."""
+    from rcvlab.analyses.cam import cam, check_methods, fallback_target, resolve_target
+    from rcvlab.report.cam import cam_section, write_cam_run
+
+    job = Job(common)
+    methods = check_methods(method)
+    tgt: int | str = int(target) if target.strip().lstrip("-").isdigit() else target.strip()
+    data, net = job.data, job.net
+    resolve_target(net, tgt)
+    others = _other_nets(job, compare_weights)
+    if len(others) > 1:
+        raise RcvlabError(
+            f"--compare-weights takes one set of weights, got {compare_weights!r}; run the "
+            "command once per comparison."
+        )
+    if layer is not None:
+        for m in (net, *others):
+            m.resolve([layer])
+    out = job.out
+    kw = dict(
+        layer=layer,
+        method=methods,
+        batch_size=job["batch_size"],
+        strict=job["strict"],
+        device=job["device"],
+        command=job.command,
+    )
+    res = cam(net, data, target=tgt, top=top, min_prob=min_prob, **kw)
+    ref = None
+    if others:
+        other = others[0]
+        ref = cam(other, data, target=fallback_target(other, tgt), indices=res.indices, **kw)
+    write_cam_run(out, res, compare=ref)
+    _run_report(out, f"rcvlab cam: {net.name} ({net.weights})", cam_section(res, compare=ref))
+    job.finish()
+    frame = res.to_frame()
+    for m in res.methods:
+        click.echo(
+            f"{m:10s} CAM mass on nuclei {frame[f'nuclei_mass_{m}'].mean():.3f} vs nuclei "
+            f"fraction {frame['nuclei_fraction'].mean():.3f} (mean of {len(frame)} images)"
+        )
+    click.echo(f"wrote {out}/ (cams.png, cams.npz, cams.csv, cam.json, summary.md, report.html)")
+
+
+@main.command("visualize")
+@shared(
+    "model weights input_size seed device",
+    "data cls n_per_class strict cache_dir out force",
+    data={
+        "required": False,
+        "default": None,
+        "help": "With --rcv MEASURE: the images the RCV is fitted on (see `rcvlab probe`).",
+    },
+)
+@click.option("--layer", required=True, help="Layer name or dotted module path.")
+@click.option(
+    "--channels",
+    default=None,
+    help="START:STOP:STEP or a comma-separated list of channel indices (required unless --rcv).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="One stage of this many steps at lr 0.05 without TV (default: the paper's three "
+    "stages, 3,584 steps: sized for a GPU).",
+)
+@click.option("--size", type=click.IntRange(min=16), default=128, show_default=True)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Every stage's lr."
+)
+@click.option(
+    "--tv", type=click.FloatRange(min=0), default=None, help="Every stage's total-variation weight."
+)
+@click.option(
+    "--rcv",
+    default=None,
+    help="Maximise (and minimise) the projection of the layer's GAP features on an RCV "
+    "instead: a MEASURE (fitted on --data, per weights) or a relevance.json.",
+)
+@click.option("--rcv-measure", default=None, help="Which measure of a relevance.json.")
+@click.option(
+    "--compare-weights",
+    default=None,
+    help="Comma-separated further weights (e.g. imagenet,runs/ft/model.pt), one row each.",
+)
+@friendly
+def visualize_cmd(
+    layer: str,
+    channels: str | None,
+    steps: int | None,
+    size: int,
+    lr: float | None,
+    tv: float | None,
+    rcv: str | None,
+    rcv_measure: str | None,
+    compare_weights: str | None,
+    **common: Any,
+) -> None:
+    """Activation maximisation: images that maximise single channels of LAYER (Fourier
+    parametrisation, decorrelated colour, jitter / scale / rotation), as paper 004 Fig. 1."""
+    from rcvlab.analyses.visualize import rcv_direction, schedule, visualize
+    from rcvlab.report.visualize import visualize_section, write_visualize_run
+
+    job = Job(common)
+    schedule(steps, lr, tv)
+    if (channels is None) == (rcv is None):
+        raise RcvlabError("Give either --channels (e.g. 0:512:10) or --rcv, not both or neither.")
+    from_file = rcv is not None and rcv.lower().endswith(".json")
+    if rcv is not None and not from_file and job["data_spec"] is None:
+        raise RcvlabError(f"--rcv {rcv} is a measure: add --data with the images to fit it on.")
+    if job["data_spec"] is not None and (rcv is None or from_file):
+        raise RcvlabError("--data is only read with --rcv MEASURE; leave it out.")
+    if rcv_measure is not None and not from_file:
+        raise RcvlabError("--rcv-measure picks a measure of a relevance.json given to --rcv.")
+    for name in ("cls", "n_per_class", "strict"):
+        if job[name] and job["data_spec"] is None:
+            raise RcvlabError(f"--{name.replace('_', '-')} goes with --data.")
+    nets = [job.net, *_other_nets(job, compare_weights)]
+    for m in nets:
+        m.resolve([layer])
+    data = job.data if job["data_spec"] is not None else None
+    out = job.out
+    results = []
+    for m in nets:
+        direction: Any = rcv
+        if data is not None and rcv is not None:
+            direction = rcv_direction(
+                m, data, layer, rcv, device=job["device"], cache_dir=job.cache
+            )
+        results.append(
+            visualize(
+                m,
+                layer,
+                channels,
+                seed=job["seed"],
+                steps=steps,
+                size=size,
+                lr=lr,
+                tv=tv,
+                rcv=direction,
+                rcv_measure=rcv_measure if from_file else rcv,
+                device=job["device"],
+                progress=True,
+                command=job.command,
+            )
+        )
+    write_visualize_run(out, results)
+    _run_report(out, f"rcvlab visualize: {nets[0].name} {layer}", visualize_section(results))
+    job.finish()
+    for r in results:
+        f = r.to_frame()
+        click.echo(
+            f"{r.weights}: objective {f['objective_start'].mean():.3g} -> "
+            f"{f['objective_end'].mean():.3g} (mean of {len(f)} images)"
+        )
+    click.echo(f"wrote {out}/ (visualize.png, images/, visualize.csv, summary.md, report.html)")
+
+
 @main.command()
 @shared(
     "out n_per_class reps regressor seed cache_dir force",
@@ -643,14 +1019,30 @@ def noise_size_cmd(sizes: str, n_train: int, n_test: int, **common: Any) -> None
     default=None,
     help="With --histo: take the best layer from this profile.json.",
 )
+@click.option(
+    "--reuse",
+    is_flag=True,
+    help="Run paper 004's chain instead, on the embedded real H&E: finetune each --models "
+    "network (short, sized for 2 cores), its grad-CAM / grad-CAM++ maps, a few visualised "
+    "channels, texture RCVs of random / pretrained / finetuned weights (default --out "
+    "runs/demo-reuse; --n-per-class 64 patches per class).",
+)
+@shared("device")
 @friendly
 def demo(
-    model_names: str, min_std: float | None, histo: bool, profile: str | None, **common: Any
+    model_names: str,
+    min_std: float | None,
+    histo: bool,
+    profile: str | None,
+    reuse: bool,
+    **common: Any,
 ) -> None:
     """Profile ImageNet-pretrained nets on the embedded scale set (offline); with --histo,
-    the whole chain through pruning and transfer to the embedded histology set."""
+    the whole chain through pruning and transfer to the embedded histology set; with
+    --reuse, what finetuning on H&E keeps (finetune, CAMs, channels, texture RCVs)."""
     from rcvlab.pipelines.demo import run_demo
     from rcvlab.pipelines.histo import run_histo_demo
+    from rcvlab.pipelines.reuse import run_reuse_demo
 
     job = Job(common)
     models = csv_list(model_names) or []
@@ -658,6 +1050,35 @@ def demo(
         raise RcvlabError("--models is empty; give at least one network, e.g. mobilenet_v2.")
     if profile is not None and not histo:
         raise RcvlabError("--from-profile goes with --histo (it picks the pruning layer).")
+    if histo and reuse:
+        raise RcvlabError("--histo and --reuse are two different demos; give one of them.")
+    if reuse:
+        given = [f"--{n.replace('_', '-')}" for n in ("min_std",) if min_std is not None]
+        if given:
+            raise RcvlabError(f"{given[0]} does not apply to --reuse; leave it out.")
+        out = job["out"] or "runs/demo-reuse"
+        n = job["n_per_class"] if _given("n_per_class") else 64
+        run_reuse_demo(
+            out,
+            models=models,
+            n_per_class=n,
+            reps=job["reps"],
+            seed=job["seed"],
+            regressor=job["regressor"],
+            device=job["device"],
+            cache_dir=job.cache,
+            force=job["force"],
+            command=job.command,
+            echo=click.echo,
+        )
+        job.finish()
+        click.echo(
+            f"wrote {out}/ (report.html, reuse_chain.json, reuse_chain.csv; per network "
+            f"{out}/<model>/ with finetune/, cam/, visualize/, texture/)"
+        )
+        return
+    if job["device"] is not None:
+        raise RcvlabError("--device goes with --reuse (the other demos pick the device).")
     kw = dict(
         models=models,
         n_per_class=job["n_per_class"],

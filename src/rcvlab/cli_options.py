@@ -47,14 +47,20 @@ OPTIONS: dict[str, Opt] = {
     ),
     "weights": Opt(
         ("--weights",),
-        dict(default="imagenet", show_default=True, help="imagenet, random, or a state-dict file."),
+        dict(
+            default="imagenet",
+            show_default=True,
+            help="imagenet, random (the architecture's initialisation), random-xavier "
+            "(Xavier-uniform, zero biases), or a weights file (e.g. a finetune run's model.pt).",
+        ),
     ),
     "data": Opt(
         ("--data", "data_spec"),
         dict(
             required=True,
             help="voc:DIR, imagenet:DIR, csv:FILE, folder:DIR, janowczyk:DIR, histo[:real|"
-            "synthetic], scaleset[:CLASS,...] (see the README).",
+            "synthetic|ihc], tumour[:real|synthetic|both], camelyon:FILE.csv|DIR, "
+            "scaleset[:CLASS,...] (see the README).",
         ),
     ),
     "cls": Opt(("--class", "cls"), dict(default=None, help="Keep one class (synset or name).")),

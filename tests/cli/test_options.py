@@ -61,6 +61,35 @@ def _cases(data: str, tmp) -> dict[str, list[list[str]]]:
                 "--out",
                 str(tmp / "probe_loco"),
             ],
+            [
+                "--model",
+                "mobilenet_v2",
+                "--weights",
+                "random,random-xavier",
+                "--input-size",
+                "64",
+                "--data",
+                data,
+                "--measure",
+                "area,glcm_contrast",
+                "--layers",
+                "features.2",
+                "--reps",
+                "2",
+                "--regressor",
+                "ridge",
+                "--alpha",
+                "1",
+                "--test-fraction",
+                "0.25",
+                "--pooling",
+                "max",
+                "--split",
+                "pooled",
+                *cache,
+                "--out",
+                str(tmp / "probe_weights"),
+            ],
         ],
         "prune": [
             [
@@ -160,6 +189,71 @@ def _cases(data: str, tmp) -> dict[str, list[list[str]]]:
                 str(tmp / "noise"),
             ],
         ],
+        "finetune": [
+            [
+                *NET,
+                "--data",
+                data,
+                "--positive",
+                "red",
+                "--epochs",
+                "1",
+                "--lr",
+                "0.01",
+                "--decay",
+                "0.001",
+                "--momentum",
+                "0.5",
+                "--val-fraction",
+                "0.34",
+                "--no-augment",
+                "--channels-last",
+                "--batch-size",
+                "16",
+                "--out",
+                str(tmp / "finetune"),
+            ],
+        ],
+        "cam": [
+            [
+                *NET,
+                "--data",
+                data,
+                "--layer",
+                "features.4",
+                "--method",
+                "gradcam",
+                "--target",
+                "1",
+                "--top",
+                "2",
+                "--min-prob",
+                "0",
+                "--compare-weights",
+                "random",
+                "--out",
+                str(tmp / "cam"),
+            ],
+        ],
+        "visualize": [
+            [
+                *NET,
+                "--layer",
+                "features.2",
+                "--channels",
+                "0,3",
+                "--steps",
+                "2",
+                "--size",
+                "32",
+                "--tv",
+                "0.01",
+                "--compare-weights",
+                "random",
+                "--out",
+                str(tmp / "visualize"),
+            ],
+        ],
         "demo": [
             [
                 "--models",
@@ -219,6 +313,7 @@ def test_every_command_runs_and_reads_every_option(runner, data, tmp_path, name)
 def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
     a_file = tmp / "a_file.txt"
     a_file.write_text("x")
+    other_arch = _efficientnet_weights(tmp)
     probe = ["probe", *NET, "--data", data, "--measure", "area", "--cache-dir", "none"]
     one = [*NET, "--data", data, "--layer", "features.4", "--measure", "area"]
     tr = ["transfer", *NET, "--data", data, "--measure", "area", "--cache-dir", "none"]
@@ -264,6 +359,25 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
         ([*probe, "--out", str(a_file / "sub")], "a_file.txt"),
         ([*probe[:-2], "--cache-dir", str(a_file / "cache"), "--out", "o"], "a_file.txt"),
         (["prune", *NET[:4], "--at", "features.4", "--out", str(a_file / "p.pt")], "a_file.txt"),
+        # part 5: finetune, cam, visualize, probe across weights
+        (
+            [*probe, "--weights", "random,imagenet", "--baselines", "random", "--out", "o"],
+            "--baselines",
+        ),
+        ([*probe, "--weights", "random,random-xavir", "--out", "o"], "random-xavir"),
+        (["finetune", *NET, "--data", data, "--class", "red", "--out", "o"], "red"),
+        (["finetune", *NET, "--data", data, "--positive", "tumour", "--out", "o"], "tumour"),
+        (
+            ["cam", *NET, "--data", data, "--target", "1", "--layer", "features.44", "--out", "o"],
+            "features.4",
+        ),
+        (["cam", *NET, "--data", data, "--target", "1000", "--out", "o"], "1000"),
+        (["visualize", *NET, "--layer", "features.2", "--channels", "0,999", "--out", "o"], "999"),
+        (["visualize", *NET, "--layer", "features.2", "--channels", "9:x", "--out", "o"], "9:x"),
+        (
+            ["cam", *NET[:2], "--weights", str(other_arch), "--data", data, "--out", "o"],
+            "efficientnet_lite0",
+        ),
         # an option that does not exist for the command (relevance reads no feature cache)
         (
             ["relevance", *one, "--target-class", "1", "--cache-dir", "x", "--out", "o"],
@@ -272,11 +386,24 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
     ]
 
 
-@pytest.mark.parametrize("i", range(33))
+def _efficientnet_weights(tmp) -> str:
+    """A weights file of another architecture (efficientnet_lite0, random weights)."""
+    from rcvlab.models import load_model, save_weights
+
+    path = tmp / "effnet.pt"
+    if not path.exists():
+        save_weights(load_model("efficientnet_lite0", "random"), path)
+    return str(path)
+
+
+N_BAD = 42
+
+
+@pytest.mark.parametrize("i", range(N_BAD))
 def test_bad_input_is_one_line_and_leaves_nothing(runner, data, tmp_path, monkeypatch, i):
     monkeypatch.chdir(tmp_path)
     cases = _bad_cases(data, tmp_path)
-    assert len(cases) == 33
+    assert len(cases) == N_BAD
     args, needle = cases[i]
     r = runner.invoke(main, args)
     assert r.exit_code == 2, f"{args}: {r.output}{r.stderr}"

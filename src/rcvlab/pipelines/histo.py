@@ -21,10 +21,10 @@ HISTO_NOTES = (
     "gives the best layer; the network is pruned there (pruned.pt) and transferred to the "
     "embedded histology set: single-unit heads regress the average nuclei area per patch, "
     "each prediction is mapped to the magnification with the nearest training-set mean area.",
-    "Histology data: real tissue is one immunohistochemistry photograph shipped with "
-    "scikit-image (DAB + hematoxylin, not H&E), its nuclei from colour deconvolution, taken as "
-    "40X and resampled to 5X-40X; most patches are synthetic H&E-like slides (ellipse nuclei "
-    "of known area on stroma). Splits are by source slide. Linear mode: frozen backbones, so "
+    "Histology data: real tissue is one H&E image of carcinoma shipped with tiatoolbox "
+    "(target_image.png), its nuclei from colour deconvolution, taken as 40X and resampled to "
+    "5X-40X; most patches are synthetic H&E-like slides (ellipse nuclei of known area on "
+    "stroma). Splits are by source slide. Linear mode: frozen backbones, so "
     "'scratch' is a frozen random-weights backbone (a lower bound), not a network trained "
     "from scratch. Heads use Adam with lr 1e-3 for 30 epochs (the paper's 1e-4 for 5 epochs "
     "suits its 45,000 training patches, not a few hundred).",
