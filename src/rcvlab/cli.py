@@ -92,7 +92,8 @@ def layers(model: str, input_size: int | None) -> None:
     type=click.Choice(list(SPLITS)),
     default=None,
     help="per-class (default with classes; the papers' protocol): repeated splits within each "
-    "class; pooled: all images together (default without classes); leave-one-class-out: fit on "
+    "class; pooled: all images together (default without classes, and with several --weights "
+    "or --measure values, as paper 004); leave-one-class-out: fit on "
     "all classes but one, R² on the held-out class (--reps and --test-fraction do not apply).",
 )
 @click.option(
@@ -181,9 +182,10 @@ def _compare_weights(
 
     data = job.data
     layers = job["layer_names"]
-    nets = [
-        load_model(job["model"], w, seed=job["seed"], input_size=job["input_size"])
-        for w in csv_list(job["weights"]) or []
+    first, *others = csv_list(job["weights"]) or []
+    nets = [load_model(job["model"], first, seed=job["seed"], input_size=job["input_size"])]
+    nets += [
+        load_model(job["model"], w, seed=job["seed"], input_size=nets[0].input_size) for w in others
     ]
     out = job.out
     res = compare_weights(
@@ -669,9 +671,10 @@ def _other_nets(job: Job, spec: str | None) -> list[Any]:
     """The networks of ``--compare-weights`` (the same architecture, other weights)."""
     from rcvlab.models import load_model
 
+    # at the first network's input size (a weights file would bring its own)
+    size = job.net.input_size
     return [
-        load_model(job["model"], w, seed=job["seed"], input_size=job["input_size"])
-        for w in csv_list(spec) or []
+        load_model(job["model"], w, seed=job["seed"], input_size=size) for w in csv_list(spec) or []
     ]
 
 
@@ -932,6 +935,11 @@ def visualize_cmd(
         raise RcvlabError(f"--rcv {rcv} is a measure: add --data with the images to fit it on.")
     if job["data_spec"] is not None and (rcv is None or from_file):
         raise RcvlabError("--data is only read with --rcv MEASURE; leave it out.")
+    if from_file and compare_weights is not None:
+        raise RcvlabError(
+            f"{rcv} holds one network's RCVs; with --compare-weights give --rcv MEASURE "
+            "--data DATA, so that each network gets its own."
+        )
     if rcv_measure is not None and not from_file:
         raise RcvlabError("--rcv-measure picks a measure of a relevance.json given to --rcv.")
     for name in ("cls", "n_per_class", "strict"):

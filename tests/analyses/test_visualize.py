@@ -491,3 +491,19 @@ def test_rcv_from_a_relevance_json(tmp_path):
         visualize(model, "conv", rcv=path, steps=2, size=16, device="cpu")
     with pytest.raises(RcvlabError, match="not a file"):
         visualize(model, "conv", rcv="glcm_asm", steps=2, size=16, device="cpu")
+
+
+def test_rcv_of_another_network_is_refused(tmp_path):
+    import importlib.util
+    from dataclasses import replace
+    from pathlib import Path
+
+    where = Path(__file__).parents[1] / "examples" / "ex_relevance.py"
+    spec = importlib.util.spec_from_file_location("rcvlab_vis_ex_relevance2", where)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    rel = ex.example()
+    model = load_model(ex.RedNet().eval(), input_size=16, layers=["conv"])
+    other = replace(rel, meta={**rel.meta, "weights_id": "file:0123"})
+    with pytest.raises(RcvlabError, match="fitted in"):
+        visualize(model, "conv", rcv=other, rcv_measure="red", steps=2, size=16, device="cpu")

@@ -406,3 +406,24 @@ def test_paper_values_only_for_inception_at_its_layers():
     res = paper_shaped()
     other = WeightsComparison.from_dict({**res.to_dict(), "model": "mobilenet_v2"})
     assert not other.paper_layers and "paper 004" not in summary_markdown(other)
+
+
+def test_every_network_sees_the_first_ones_input_size(tmp_path):
+    """A weights file saved at 96 px beside imagenet-style entries: all loaded at one size
+    (a file brings its own size, which must not make the features incomparable)."""
+    from rcvlab.models import save_weights
+
+    path = tmp_path / "model.pt"
+    save_weights(load_model("mobilenet_v2", "random", seed=3, input_size=96), path)
+    assert load_model("mobilenet_v2", path).input_size == 96
+    nets = aw._networks("mobilenet_v2", f"random,{path}", seed=0)
+    assert [n.input_size for n in nets] == [224, 224]
+    nets = aw._networks("mobilenet_v2", f"{path},random-xavier", seed=0)
+    assert [n.input_size for n in nets] == [96, 96]
+    # the twin of a file model keeps the file's size
+    assert load_model("mobilenet_v2", path).twin("random-xavier").input_size == 96
+    a = load_model("mobilenet_v2", "random", input_size=64)
+    b = load_model("mobilenet_v2", "random-xavier", input_size=96)
+    data, _ = stripes(n=12, seed=1)
+    with pytest.raises(RcvlabError, match="different input sizes"):
+        compare_weights([a, b], data, measures="glcm_contrast", layers="features.1")

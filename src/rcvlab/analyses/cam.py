@@ -62,7 +62,7 @@ from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 from scipy import stats
 
-from rcvlab.analyses.common import check_int
+from rcvlab.analyses.common import check_int, frozen_array
 from rcvlab.data.base import ImageSet, Skip, TensorImageSet
 from rcvlab.errors import DataError, RcvlabError, UnknownNameError, did_you_mean
 from rcvlab.features.extract import as_image_set, choose_device, load_batch
@@ -113,12 +113,6 @@ def decode_array(d: Mapping[str, Any]) -> np.ndarray:
         out = np.unpackbits(np.frombuffer(raw, np.uint8), count=n).astype(bool).reshape(shape)
     else:
         out = np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(shape).copy()
-    out.setflags(write=False)
-    return out
-
-
-def _frozen(a: ArrayLike, dtype: Any) -> np.ndarray:
-    out = np.array(a, dtype=dtype)
     out.setflags(write=False)
     return out
 
@@ -383,17 +377,21 @@ class CamResult(Result):
             module=str(d["module"]),
             methods=methods,
             target=str(d["target"]),
-            indices=_frozen(d["indices"], np.intp),
+            indices=frozen_array(d["indices"], np.intp),
             ids=tuple(str(x) for x in d["ids"]),
             classes=tuple(str(x) for x in d["classes"]),
-            target_classes=_frozen(d["target_classes"], np.intp),
+            target_classes=frozen_array(d["target_classes"], np.intp),
             target_names=tuple(str(x) for x in d["target_names"]),
-            probs=_frozen([nan_if_none(v) for v in d["probs"]], np.float64),
+            probs=frozen_array([nan_if_none(v) for v in d["probs"]], np.float64),
             images=decode_array(d["images"]),
             low=decode_array(d["low"]),
             nuclei_masks=decode_array(d["nuclei_masks"]),
-            nuclei_fraction=_frozen([nan_if_none(v) for v in d["nuclei_fraction"]], np.float64),
-            nuclei_mass=_frozen(np.array(mass, dtype=np.float64).reshape(-1, len(methods)), float),
+            nuclei_fraction=frozen_array(
+                [nan_if_none(v) for v in d["nuclei_fraction"]], np.float64
+            ),
+            nuclei_mass=frozen_array(
+                np.array(mass, dtype=np.float64).reshape(-1, len(methods)), float
+            ),
             meta=dict(d["meta"]),
         )
 
@@ -539,14 +537,14 @@ class CamComparison(Result):
 
         def table(v: Any) -> FloatArray:
             rows = [[nan_if_none(x) for x in row] for row in v]
-            return _frozen(np.array(rows, dtype=np.float64).reshape(-1, len(methods)), float)
+            return frozen_array(np.array(rows, dtype=np.float64).reshape(-1, len(methods)), float)
 
         return cls(
             reference={str(k): str(v) for k, v in d["reference"].items()},
             other={str(k): str(v) for k, v in d["other"].items()},
             methods=methods,
             ids=tuple(str(x) for x in d["ids"]),
-            nuclei_fraction=_frozen([nan_if_none(x) for x in d["nuclei_fraction"]], float),
+            nuclei_fraction=frozen_array([nan_if_none(x) for x in d["nuclei_fraction"]], float),
             excess_reference=table(d["excess_reference"]),
             excess_other=table(d["excess_other"]),
             stats={
@@ -646,9 +644,9 @@ def compare_cams(reference: CamResult, other: CamResult, *, command: str = "") -
         other=side(other),
         methods=methods,
         ids=other.ids,
-        nuclei_fraction=_frozen(other.nuclei_fraction, np.float64),
-        excess_reference=_frozen(ea, np.float64),
-        excess_other=_frozen(eb, np.float64),
+        nuclei_fraction=frozen_array(other.nuclei_fraction, np.float64),
+        excess_reference=frozen_array(ea, np.float64),
+        excess_other=frozen_array(eb, np.float64),
         stats=out,
         meta=provenance(command=command, data=str(other.meta.get("data_fingerprint", ""))),
     )
@@ -743,9 +741,9 @@ def _layer(model: Model, layer: str | None) -> LayerSpec:
         if named:
             name = named[0].name
     (spec,) = model.resolve([name])
-    if spec.kind == "softmax":
+    if spec.kind in ("softmax", "sigmoid"):
         raise RcvlabError(
-            f"Layer '{spec.name}' is the softmax (class probabilities), not a feature map; "
+            f"Layer '{spec.name}' is the {spec.kind} (class probabilities), not a feature map; "
             "choose a convolutional layer (default: the last one)."
         )
     if spec.kind == "residual_sum":
@@ -1304,21 +1302,21 @@ def cam(
         module=spec.module,
         methods=methods,
         target=str(target),
-        indices=_frozen(idx, np.intp),
+        indices=frozen_array(idx, np.intp),
         ids=tuple(data.ids[int(i)] for i in idx),
         classes=tuple("" if classes is None else str(classes[int(i)]) for i in idx),
-        target_classes=_frozen(np.concatenate([b.classes for b in rows]), np.intp),
+        target_classes=frozen_array(np.concatenate([b.classes for b in rows]), np.intp),
         target_names=tuple(tgt.name(int(k)) for b in rows for k in b.classes),
-        probs=_frozen(np.concatenate([b.probs for b in rows]), np.float64),
-        images=_frozen(pixels_all, np.uint8),
-        low=_frozen(low_all, np.float32),
-        nuclei_masks=_frozen(mask_all, bool),
-        nuclei_fraction=_frozen(fraction, np.float64),
-        nuclei_mass=_frozen(mass, np.float64),
+        probs=frozen_array(np.concatenate([b.probs for b in rows]), np.float64),
+        images=frozen_array(pixels_all, np.uint8),
+        low=frozen_array(low_all, np.float32),
+        nuclei_masks=frozen_array(mask_all, bool),
+        nuclei_fraction=frozen_array(fraction, np.float64),
+        nuclei_mass=frozen_array(mass, np.float64),
         meta=meta,
     )
     # the normalised maps were needed for the masses already: keep them
-    result.__dict__["all_normalised"] = _frozen(normalised, np.float32)
+    result.__dict__["all_normalised"] = frozen_array(normalised, np.float32)
     return result
 
 

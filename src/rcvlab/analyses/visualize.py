@@ -510,14 +510,18 @@ def rcv_direction(
 
 
 def rcv_vector(
-    rcv: ArrayLike | Result | str | os.PathLike[str], layer: str, measure: str | None = None
+    rcv: ArrayLike | Result | str | os.PathLike[str],
+    layer: str,
+    measure: str | None = None,
+    model: Model | None = None,
 ) -> tuple[FloatArray, str]:
     """An RCV as a unit vector and its label, from what :func:`visualize` accepts.
 
     ``rcv`` is a vector (its label is ``measure`` or ``"rcv"``), a
     :class:`~rcvlab.analyses.relevance.RelevanceResult` or the path of its
     ``relevance.json`` (its direction of ``measure``, which may be left out when it holds
-    one; its layer must be ``layer``).
+    one; its layer must be ``layer``, and its network ``model`` when given: a direction
+    fitted in one network's feature space means nothing in another's).
 
     Raises
     ------
@@ -546,6 +550,15 @@ def rcv_vector(
             raise RcvlabError(
                 f"The relevance result's RCVs are of layer {rcv.layer}, not {layer}; "
                 f"visualise layer {rcv.layer}."
+            )
+        wid = rcv.meta.get("weights_id")
+        if model is not None and (
+            (rcv.model and rcv.model != model.name) or (wid and wid != model.weights_id)
+        ):
+            raise RcvlabError(
+                f"The relevance result's RCVs were fitted in {rcv.model} ({rcv.weights}), not "
+                f"in {model.name} ({model.weights}); fit them in this network (--rcv MEASURE "
+                "--data DATA, or rcv_direction)."
             )
         have = list(rcv.directions)
         if measure is None and len(have) == 1:
@@ -886,7 +899,7 @@ def visualize(
         )
     m = as_model(model)
     spec = m.resolve([layer])[0]
-    v_np, label = (None, "") if rcv is None else rcv_vector(rcv, spec.name, rcv_measure)
+    v_np, label = (None, "") if rcv is None else rcv_vector(rcv, spec.name, rcv_measure, m)
     dev = choose_device(device)
     module = m.module
     flags = [(p, p.requires_grad) for p in module.parameters()]

@@ -567,7 +567,10 @@ def _networks(
     """Load (or take) every network; a weights entry that cannot load fails here."""
     if isinstance(model, str):
         specs = _names(DEFAULT_WEIGHTS if weights is None else weights, "weights")
-        return [load_model(model, w, seed=seed) for w in specs]
+        first = load_model(model, specs[0], seed=seed)
+        # every network at the first one's input size (a weights file brings its own)
+        rest = [load_model(model, w, seed=seed, input_size=first.input_size) for w in specs[1:]]
+        return [first, *rest]
     if isinstance(model, Model):
         if weights is None:
             return [model]
@@ -586,6 +589,12 @@ def _networks(
         raise RcvlabError(
             "compare_weights compares one architecture: the Models are "
             + ", ".join(sorted({m.name for m in models}))
+        )
+    sizes = sorted({m.input_size for m in models})
+    if len(sizes) > 1:
+        raise RcvlabError(
+            f"The Models see different input sizes ({', '.join(map(str, sizes))} px); load "
+            "them with one input_size= so that their features are comparable."
         )
     return models
 

@@ -492,11 +492,12 @@ def load_model(
     specs = with_layouts(specs, layout, reshape, prefix_tokens=extra.get("prefix_tokens", 0))
 
     def builder(w: str, s: int) -> Model:
+        # the effective size: a twin of a network loaded from a file sees what it saw
         return load_model(
             name,
             w,
             seed=s,
-            input_size=input_size,
+            input_size=pre.input_size,
             mean=mean,
             std=std,
             layout=layout,

@@ -134,7 +134,9 @@ def xavier_init(module: nn.Module, seed: int) -> None:
     with PyTorch's fans (``fan_in = in_channels / groups * kernel area``, ``fan_out =
     out_channels * kernel area``); BatchNorm layers are reset to their defaults (weight 1,
     bias 0, running mean 0, running variance 1). Keras' ``glorot_uniform`` (the paper's
-    random network) uses the same bound for dense and ordinary convolutions. Other
+    random network) uses the same bound for dense and ordinary convolutions; for depthwise
+    convolutions (MobileNetV2, EfficientNet) Keras' fans differ (it counts the depth
+    multiplier, not the groups), InceptionV3 has none. Other
     parameters (a ViT's position embedding, ...) keep the architecture's own seeded values.
     """
     g = torch.Generator().manual_seed(int(seed))

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import PurePath
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rcvlab.analyses.visualize import VisualizeResult
+from rcvlab.analyses.weights import weights_label
 from rcvlab.errors import RcvlabError
 
 MAX_COLUMNS = 10
 """Images per row of the grid; more channels continue in further blocks of rows."""
-
-
-def weights_label(weights: str) -> str:
-    """A short row label: ``imagenet``, ``random``, or a weights file's ``parent/name``."""
-    if "/" in weights or "\\" in weights or weights.endswith((".pt", ".pth")):
-        p = PurePath(weights)
-        return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
-    return weights
 
 
 def as_results(result: VisualizeResult | Sequence[VisualizeResult]) -> list[VisualizeResult]:
@@ -102,4 +94,4 @@ def plot_visualize(
     return fig
 
 
-__all__ = ["MAX_COLUMNS", "as_results", "plot_visualize", "weights_label"]
+__all__ = ["MAX_COLUMNS", "as_results", "plot_visualize"]
