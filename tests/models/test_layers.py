@@ -1,4 +1,5 @@
 import pytest
+import torchvision
 
 from rcvlab import UnknownNameError, layer_dims, load_model
 
@@ -153,3 +154,17 @@ def test_timm_by_name_discovers_blocks():
     assert m.layers[:2] == ["layer1.0", "layer1.1"] and m.layers[-1] == "softmax"
     with pytest.raises(UnknownNameError, match="timm"):
         load_model("timm:resnet18x", "random")
+
+
+def test_paper004_figure1_names_resolve_to_the_named_layers():
+    """Figure 1 of paper 004 says mixed5b, mixed5c, mixed6a, mixed7c (torchvision's module
+    names without case and underscores): they are rcvlab's mixed0, mixed1, mixed3, mixed10."""
+    from rcvlab.models.layers import inception_v3_layers, resolve_layers
+
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    got = resolve_layers(
+        ["mixed5b", "mixed5c", "mixed6a", "mixed7c"], inception_v3_layers(), net, "inception_v3"
+    )
+    assert [s.name for s in got] == ["mixed0", "mixed1", "mixed3", "mixed10"]
+    with pytest.raises(UnknownNameError, match="mixed6x"):
+        resolve_layers(["mixed6x"], inception_v3_layers(), net, "inception_v3")

@@ -459,6 +459,10 @@ def _has_conv(m: nn.Module) -> bool:
     return any(isinstance(x, nn.Conv2d) for x in m.modules())
 
 
+def _plain(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
 def resolve_layers(
     requested: Iterable[str] | str | None,
     specs: list[LayerSpec],
@@ -468,8 +472,10 @@ def resolve_layers(
 ) -> list[LayerSpec]:
     """Turn user layer names into specs, in the order given.
 
-    Accepts rcvlab names, ``"all"``/``None`` (every named layer) and dotted module paths
-    (read as the module's output, nothing added). A dotted path's layout comes from
+    Accepts rcvlab names, ``"all"``/``None`` (every named layer), dotted module paths
+    (read as the module's output, nothing added) and a named layer's module name written
+    without case or underscores (``mixed6a`` for InceptionV3's ``Mixed_6a``, i.e. ``mixed3``:
+    the names of paper 004's Figure 1). A dotted path's layout comes from
     ``layouts`` (:func:`infer_layouts`) when given (None where not known there), else it
     is ``NCHW``. Unknown names raise :class:`UnknownNameError`.
     """
@@ -479,6 +485,9 @@ def resolve_layers(
         requested = [x.strip() for x in requested.split(",") if x.strip()]
     by_name = {s.name: s for s in specs}
     modules = dict(module.named_modules())
+    # a named layer also answers to its module's name spelled without case or underscores
+    # (paper 004's Figure 1 says mixed6a for torchvision's Mixed_6a, rcvlab's mixed3)
+    by_module = {_plain(s.module): s for s in specs if s.kind == "output"}
     out = []
     for name in requested:
         if name in by_name:
@@ -486,6 +495,8 @@ def resolve_layers(
         elif name and name in modules:
             lay, k = ("NCHW", 0) if layouts is None else layouts.get(name, (None, 0))
             out.append(LayerSpec(name, name, note="module output", layout=lay, prefix_tokens=k))
+        elif _plain(name) in by_module:
+            out.append(by_module[_plain(name)])
         else:
             hint = did_you_mean(name, list(by_name) + [m for m in modules if m])
             raise UnknownNameError(
