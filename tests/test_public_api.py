@@ -15,6 +15,7 @@ MODULES = [
     "rcvlab.data",
     "rcvlab.prune",
     "rcvlab.distributed",
+    "rcvlab.reproduce",
 ]
 
 

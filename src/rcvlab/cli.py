@@ -986,6 +986,98 @@ def visualize_cmd(
     click.echo(f"wrote {out}/ (visualize.png, images/, visualize.csv, summary.md, report.html)")
 
 
+@main.command("reproduce")
+@click.argument("config", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the packaged configs and exit.")
+@click.option("--show", default=None, metavar="NAME", help="Print a config's YAML and exit.")
+@click.option("--imagenet", default=None, help="ImageNet images with bounding-box XML.")
+@click.option("--histology", default=None, help="Nuclei patches in magnification folders.")
+@click.option("--camelyon", default=None, help="Camelyon17 patches: a CSV or class folders.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key before validation (repeatable), e.g. "
+    "--set steps.profile.reps=2 --set networks.iv3.model=mobilenet_v2.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the steps, the inputs each reads and the forward passes; write nothing.",
+)
+@shared(
+    "device cache_dir force",
+    force={"help": "Recompute every step of a finished run in --out."},
+)
+@click.option("--out", default=None, help="Run folder (default runs/<config name>).")
+@friendly
+def reproduce_cmd(
+    config: str | None,
+    list_: bool,
+    show: str | None,
+    imagenet: str | None,
+    histology: str | None,
+    camelyon: str | None,
+    sets: tuple[str, ...],
+    dry_run: bool,
+    out: str | None,
+    **common: Any,
+) -> None:
+    """Reproduce a paper with one command: CONFIG is a packaged name (see --list) or a YAML
+    file; a rerun continues where it stopped, reusing every finished step."""
+    from rcvlab.reproduce import (
+        config_text,
+        list_configs,
+        load_config,
+        parse_override,
+        reproduce,
+    )
+
+    job = Job(common)
+    if list_ or show is not None:
+        given = [
+            n
+            for n, v in (("CONFIG", config), ("--dry-run", dry_run), ("--force", job["force"]))
+            if v
+        ]
+        if given or (list_ and show is not None):
+            raise RcvlabError(
+                "--list and --show print and exit; give one of them alone (without "
+                f"{', '.join(given) or '--list and --show together'})."
+            )
+        if list_:
+            for name, title in list_configs().items():
+                click.echo(f"{name:18s} {title}")
+        else:
+            click.echo(config_text(show), nl=False)
+        job.finish()
+        return
+    if config is None:
+        raise RcvlabError(
+            "Give a config: a packaged name (rcvlab reproduce --list) or a YAML file."
+        )
+    cfg = load_config(config, overrides=dict(parse_override(s) for s in sets))
+    res = reproduce(
+        cfg,
+        {"imagenet": imagenet, "histology": histology, "camelyon": camelyon},
+        out or f"runs/{cfg.name}",
+        force=job["force"],
+        cache_dir=job.cache,
+        device=job["device"],
+        dry_run=dry_run,
+        echo=click.echo,
+    )
+    job.finish()
+    if not dry_run:
+        ran = sum(s.status == "ran" for s in res.steps)
+        loaded = sum(s.status == "loaded" for s in res.steps)
+        click.echo(
+            f"{cfg.name}: {ran} step(s) run, {loaded} reused; wrote {out or f'runs/{cfg.name}'}/ "
+            "(report.html, manifest.json, reproduce.json, steps/)"
+        )
+
+
 @main.command()
 @shared(
     "out n_per_class reps regressor seed cache_dir force",

@@ -254,6 +254,21 @@ def _cases(data: str, tmp) -> dict[str, list[list[str]]]:
                 str(tmp / "visualize"),
             ],
         ],
+        "reproduce": [
+            [
+                "offline-ci",
+                "--set",
+                "steps.profile.reps=2",
+                "--device",
+                "cpu",
+                *cache,
+                "--out",
+                str(tmp / "reproduce"),
+            ],
+            ["offline-ci", "--dry-run", "--force", "--cache-dir", "none"],
+            ["--list"],
+            ["--show", "offline-ci"],
+        ],
         "demo": [
             [
                 "--models",
@@ -378,6 +393,12 @@ def _bad_cases(data: str, tmp) -> list[tuple[list[str], str]]:
             ["cam", *NET[:2], "--weights", str(other_arch), "--data", data, "--out", "o"],
             "efficientnet_lite0",
         ),
+        # reproduce: unknown config, bad override, missing input, --list with a config
+        (["reproduce", "make2012", "--out", "o"], "make2021"),
+        (["reproduce", "offline-ci", "--set", "steps.profle.reps=2", "--out", "o"], "profile"),
+        (["reproduce", "make2021", "--out", "o"], "--imagenet"),
+        (["reproduce", "make2021", "--imagenet", str(tmp / "nope"), "--out", "o"], "nope"),
+        (["reproduce", "offline-ci", "--list"], "--list"),
         # an option that does not exist for the command (relevance reads no feature cache)
         (
             ["relevance", *one, "--target-class", "1", "--cache-dir", "x", "--out", "o"],
@@ -396,7 +417,7 @@ def _efficientnet_weights(tmp) -> str:
     return str(path)
 
 
-N_BAD = 42
+N_BAD = 47
 
 
 @pytest.mark.parametrize("i", range(N_BAD))
