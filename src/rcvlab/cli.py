@@ -1048,7 +1048,10 @@ def reproduce_cmd(
             )
         if list_:
             for name, title in list_configs().items():
-                click.echo(f"{name:18s} {title}")
+                ins = load_config(name).inputs.values()
+                needs = [f"--{i.name}" + ("" if i.required else " (optional)") for i in ins]
+                needs = [n for n, i in zip(needs, ins, strict=True) if i.kind != "embedded"]
+                click.echo(f"{name:18s} {title}; needs {', '.join(needs) or 'nothing'}")
         else:
             click.echo(config_text(show), nl=False)
         job.finish()

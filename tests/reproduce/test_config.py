@@ -99,6 +99,7 @@ def test_overrides_applied_before_validation(tiny_yaml):
         ),
         ("kind: histology", "kind: histolgy", r"inputs\.histology\.kind: unknown input kind"),
         ("    train_class: cat\n", "", r"^steps\.sparsity\.train_class: missing"),
+        ("  histology:\n", "  slides:\n", r"^inputs\.slides: .*one of imagenet, histology"),
     ],
 )
 def test_bad_config_is_one_line(tmp_path, old, new, match):

@@ -212,7 +212,9 @@ def test_report_structure(run_dir: Path) -> None:
 
     pub = page.table("published")
     assert [r[0] for r in pub[1:]] == list(_comparison()["key"])
-    assert [r[6:] for r in pub[1:]] == [["+1.50", "within"], ["-5.00", "outside"], ["n/a", "n/a"]]
+    assert [r[7:] for r in pub[1:]] == [["+1.50", "within"], ["-5.00", "outside"], ["n/a", "n/a"]]
+    # the plain difference, shown for every number (the only one where the std is unknown)
+    assert pub[1][6] == f"{0.875 - 0.800:+.2f}"
     assert [r[2:6] for r in pub[1:2]] == [["0.800", "0.050", "0.875", "0.010"]]
     assert "1 within, 1 outside, 1 n/a" in text
     # green and red verdicts

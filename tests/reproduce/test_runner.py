@@ -99,3 +99,42 @@ def test_another_config_in_an_interrupted_folder_is_refused(tmp_path, tiny_yaml)
     (tmp_path / "run" / "x").write_text("")
     with pytest.raises(OutputExistsError):
         _run(load_config(tiny_yaml), tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_a_changed_option_reruns_that_step_and_the_later_ones(tmp_path, tiny_yaml):
+    """A rerun with --set on an interrupted/forced folder must not reuse steps made with
+    other options: the changed step and every later one run again, earlier ones load."""
+    out = tmp_path / "run"
+    _run(load_config(tiny_yaml), out)
+    changed = load_config(tiny_yaml, overrides={"steps.prune.at": "features.4"})
+    lines: list[str] = []
+    res = reproduce(changed, {}, out, force=True, progress=False, echo=lines.append)
+    assert [s.status for s in res.steps] == ["ran", "ran", "ran"]  # force on a finished run
+    # an interrupted run of the same config, then one option changed: profile loads,
+    # prune (changed) and sparsity (after it) run again
+    (out / "run.json").write_text((out / "run.json").read_text().replace('"complete"', '"running"'))
+    again = load_config(tiny_yaml, overrides={"steps.prune.at": "features.10"})
+    lines.clear()
+    res = reproduce(again, {}, out, force=True, progress=False, echo=lines.append)
+    assert [s.status for s in res.steps] == ["loaded", "ran", "ran"]
+    assert any("changed" in line for line in lines)
+    assert step_results(out, res)["prune"].layer == "features.10"
+
+
+def test_list_valued_input_options_are_accepted(tmp_path):
+    """An input's open_data options may hold lists (they key the data cache as JSON)."""
+    from rcvlab.reproduce.config import load_config as load
+    from rcvlab.reproduce.steps import StepContext
+
+    text = tmp_path / "c.yaml"
+    text.write_text(
+        "name: c\npaper: t\ntitle: t\ninputs:\n  s:\n    kind: embedded\n    data: scaleset\n"
+        "    n_per_class: 10\n    options: {size: 32, r_range: [0.1, 0.9]}\nnetworks:\n"
+        "  n: {model: mobilenet_v2, weights: random, input_size: 32}\nsteps:\n"
+        "  - {id: p, kind: profile, network: n, data: s, layers: [features.1], reps: 2}\n"
+    )
+    cfg = load(text)
+    ctx = StepContext(cfg, {}, tmp_path / "o")
+    data = ctx.data(cfg.step("p"))
+    assert len(data) == 40 and ctx.data(cfg.step("p")) is data

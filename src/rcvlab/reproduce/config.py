@@ -153,6 +153,10 @@ class ReproConfig:
         return [s.id for s in self.steps]
 
 
+#: The inputs ``rcvlab reproduce`` takes from the command line (``--imagenet DIR`` ...).
+FLAG_INPUTS: tuple[str, ...] = ("imagenet", "histology", "camelyon")
+
+
 def _configs_dir() -> Path:
     return Path(str(resources.files("rcvlab.reproduce") / "configs"))
 
@@ -283,6 +287,11 @@ def check_type(path: str, value: Any, kind: str) -> Any:
             return value
         if k == "float" and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if k == "float" and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if k == "str" and isinstance(value, str) and value.strip():
             return value.strip()
         if k == "bool" and isinstance(value, bool):
@@ -365,6 +374,12 @@ def _validate(
                 f"{did_you_mean(kind, INPUT_KINDS)}",
             )
         data = d.get("data")
+        if kind != "embedded" and str(iname) not in FLAG_INPUTS:
+            raise _err(
+                path,
+                f"an input read from disk is named after its command-line option: one of "
+                f"{', '.join(FLAG_INPUTS)} (--{' DIR, --'.join(FLAG_INPUTS)} PATH).",
+            )
         if kind == "embedded":
             data = check_type(f"{path}.data", data, "str")
         elif data is not None:

@@ -425,6 +425,11 @@ def published_section(comparison: pd.DataFrame) -> str:
             "± std": comparison["published_std"].map(fmt_num),
             "ours": comparison["ours"].map(fmt_num),
             "ours ± std": comparison["ours_std"].map(fmt_num),
+            "ours − published": (
+                comparison["diff"].map(_signed)
+                if "diff" in comparison.columns
+                else (comparison["ours"] - comparison["published"]).map(_signed)
+            ),
             "(ours − published) / std": comparison["diff_in_std"].map(_signed),
             "verdict": verdicts.map(_badge),
         }
@@ -436,7 +441,8 @@ def published_section(comparison: pd.DataFrame) -> str:
     table = html_table(rows, css_class="published", raw_columns=set(rows.columns))
     return (
         f"{head}<p>{_e(counts)}. A number is <em>within</em> when ours is at most 2 published "
-        "standard deviations from it; <em>n/a</em> when this run did not produce it.</p>"
+        "standard deviations from it; <em>n/a</em> when the paper gives no standard deviation "
+        "(the plain difference is shown) or this run did not produce the number.</p>"
         f"{table}</section>"
     )
 

@@ -7,16 +7,19 @@ result file and runs only the rest; features come from the feature cache.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from rcvlab.reproduce.config import ReproConfig, check_inputs, check_layers
+from rcvlab.reproduce.config import ReproConfig, StepSpec, check_inputs, check_layers
 from rcvlab.reproduce.steps import STEP_KINDS, StepContext, estimate, reads, step_deps
 from rcvlab.result import Result, dump_json, provenance
 
@@ -162,6 +165,23 @@ def step_results(out: str | os.PathLike[str], result: ReproduceResult) -> dict[s
     }
 
 
+def step_key(config: ReproConfig, step: StepSpec, ctx: StepContext, earlier: list[str]) -> str:
+    """What a finished step was made from: its options, its networks, the fingerprints of the
+    data it reads, the seed and the keys of every earlier step. A rerun reuses a finished
+    step only when this is unchanged."""
+    names = [step.get("network"), step.get("compare_network"), *(step.get("networks") or ())]
+    payload = {
+        "kind": step.kind,
+        "options": step.options,
+        "networks": {n: asdict(config.networks[n]) for n in names if n},
+        "data": ctx.data(step).fingerprint() if reads(step) else None,
+        "seed": ctx.seed(step),
+        "earlier": earlier,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 def _command(config: ReproConfig) -> str:
     return f"rcvlab reproduce {config.name} (config {config.hash[:16]})"
 
@@ -268,8 +288,12 @@ def reproduce(
         fresh = True
     else:
         fresh = False
+    for step in config.steps:  # every data set opened (and checked) before the first step
+        if step.id not in skipped and reads(step):
+            ctx.data(step)
     prepare_out(out_dir, force=force, command=command)
     records: list[StepRecord] = []
+    keys: list[str] = []
     t_all = time.perf_counter()
     for step in config.steps:
         kind = STEP_KINDS[step.kind]
@@ -282,21 +306,35 @@ def reproduce(
             )
             continue
         n_est = estimate(ctx, step)
+        key = step_key(config, step, ctx, keys)
+        keys.append(key)
         prev = read_run(folder)
-        if not fresh and prev is not None and prev.get("status") == "complete":
+        done = prev is not None and prev.get("status") == "complete"
+        if done and not fresh and prev.get("step_key") != key:
+            echo(f"[{step.id}] its options, data or an earlier step changed: running it again")
+        if not fresh and done and prev.get("step_key") == key:
             ctx.results[step.id] = kind.read(folder)
             secs = float(prev.get("seconds", float("nan")))
             echo(f"[{step.id}] {step.kind}: complete in an earlier run, loaded")
             records.append(StepRecord(step.id, step.kind, "loaded", secs, rel, n_est))
             continue
         echo(f"[{step.id}] {step.kind}: running (about {n_est:,} forward passes)")
+        if folder.exists():  # no file of an earlier attempt may outlive this one
+            shutil.rmtree(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         prepare_out(folder, force=True, command=f"{command} step {step.id}")
         t0 = time.perf_counter()
         res = kind.run(ctx, step)
         kind.write(folder, res, ctx)
         secs = time.perf_counter() - t0
-        finish_run(folder, step=step.id, kind=step.kind, seconds=secs, result_file=kind.result_file)
+        finish_run(
+            folder,
+            step=step.id,
+            kind=step.kind,
+            seconds=secs,
+            result_file=kind.result_file,
+            step_key=key,
+        )
         ctx.results[step.id] = res
         echo(f"[{step.id}] {step.kind}: done in {secs:.1f} s")
         records.append(StepRecord(step.id, step.kind, "ran", secs, rel, n_est))

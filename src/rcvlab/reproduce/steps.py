@@ -13,6 +13,7 @@ an earlier profile step (or the layer an earlier prune step cut at); a transfer 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -193,7 +194,8 @@ class StepContext:
             classes = [c.strip() for c in classes.split(",") if c.strip()]
         n = step.get("n_per_class") or spec.n_per_class
         text = self.data_spec(step)
-        key = (text, tuple(classes or ()), n, self.seed(step), tuple(sorted(spec.options.items())))
+        opts = json.dumps(spec.options, sort_keys=True, default=str)  # lists are options too
+        key = (text, tuple(classes or ()), n, self.seed(step), opts)
         if key not in self._data:
             kw: dict[str, Any] = dict(spec.options)
             if classes:
@@ -670,7 +672,7 @@ def _cam(ctx: StepContext, step: StepSpec) -> Result:
     target = _target(step["target"])
     resolve_target(net, target)
     kw: dict[str, Any] = dict(
-        layer=step["layer"],
+        layer=None if step["layer"] is None else ctx.layer(step["layer"]),
         method=check_methods(_layer_list(step["methods"])),
         batch_size=step.get("batch_size") or 16,
         device=ctx.device,
