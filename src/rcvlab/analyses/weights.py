@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike
 
 from rcvlab.analyses.profile import skipped_items
 from rcvlab.data.base import ImageSet
-from rcvlab.errors import RcvlabError, UnknownNameError, did_you_mean
+from rcvlab.errors import RcvlabError, UnknownNameError
 from rcvlab.features.extract import FeatureSet, as_image_set, extract_features
 from rcvlab.models.layers import PAPER004_LAYERS
 from rcvlab.models.registry import Model, load_model
@@ -711,15 +711,6 @@ def compare_weights(
     data = as_image_set(data)
     split_name = check_split(p.split, data.classes is not None)
     classes = data.classes if split_name != "pooled" else None
-    from rcvlab.measures import MEASURES
-
-    for m in measure_names:
-        if m not in data.measures and m not in MEASURES:
-            known = [*data.measures, *MEASURES]
-            raise UnknownNameError(
-                f"Unknown measure '{m}'.{did_you_mean(m, known)} See `rcvlab measures` for the "
-                "measures rcvlab computes; data columns work too."
-            )
     nets = _networks(model, weights, p.seed)
     name = nets[0].name
     if layers is None:

@@ -157,10 +157,11 @@ class ImageSet:
         if name not in self.measures and name in MEASURES:
             self.measures[name] = self._compute_measure(name)
         if name not in self.measures:
+            columns = ", ".join(sorted(self.measures)) or "none"
             raise UnknownNameError(
                 f"Unknown measure '{name}' for data {self.source or type(self).__name__}."
-                f"{did_you_mean(name, self.measures)} "
-                f"Available: {', '.join(sorted(self.measures))}."
+                f"{did_you_mean(name, [*self.measures, *MEASURES])} Its own measures: "
+                f"{columns}; the computed ones: `rcvlab measures`."
             )
         return self.measures[name]
 

@@ -174,7 +174,7 @@ def step_key(config: ReproConfig, step: StepSpec, ctx: StepContext, earlier: lis
         "kind": step.kind,
         "options": step.options,
         "networks": {n: asdict(config.networks[n]) for n in names if n},
-        "data": ctx.data(step).fingerprint() if reads(step) else None,
+        "data": ctx.fingerprint(ctx.data(step)) if reads(step) else None,
         "seed": ctx.seed(step),
         "earlier": earlier,
     }

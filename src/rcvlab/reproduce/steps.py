@@ -156,6 +156,7 @@ class StepContext:
         self.command = command
         self.results: dict[str, Result] = {}
         self._data: dict[tuple[Any, ...], Any] = {}
+        self._prints: dict[int, str] = {}
         self._nets: dict[str, Any] = {}
         #: Secondary results of a step (a CAM step's reference maps), by step id.
         self.extra: dict[str, Any] = {}
@@ -230,9 +231,16 @@ class StepContext:
             return res.layer
         return str(res.best_layer)  # type: ignore[attr-defined]
 
+    def fingerprint(self, data: Any) -> str:
+        """``data.fingerprint()``, computed once per opened data set (it hashes every id)."""
+        key = id(data)
+        if key not in self._prints:
+            self._prints[key] = data.fingerprint()
+        return self._prints[key]
+
     def fingerprints(self) -> dict[str, str]:
         """The fingerprint of every data set opened so far, by its spec."""
-        return {str(k[0]): d.fingerprint() for k, d in self._data.items()}
+        return {str(k[0]): self.fingerprint(d) for k, d in self._data.items()}
 
     def n_images(self, step: StepSpec) -> int:
         """Images the step reads (0 for steps without data)."""
